@@ -1,0 +1,452 @@
+//! The `MultusConfig` custom resource: what a cluster operator declares about Multus on a set
+//! of nodes. Admission-time validation lives here as schema bounds and CEL rules.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::status::MultusConfigStatus;
+
+/// Desired Multus configuration for the nodes a selector picks.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "operator.multus.dev",
+    version = "v1alpha1",
+    kind = "MultusConfig",
+    plural = "multusconfigs",
+    shortname = "mcfg",
+    doc = "Multus on a set of nodes: the files the node agents write and how they roll out.",
+    status = "MultusConfigStatus",
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(
+        name = "Nodes",
+        type_ = "string",
+        description = "Nodes ready / nodes selected",
+        json_path = ".status.readyNodes"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultusConfigSpec {
+    /// Nodes this configuration applies to. Empty or absent selects every node. When two
+    /// MultusConfigs select one node, the older one wins and the other reports `Conflicted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
+
+    /// `thin` writes a `multus` config that embeds the primary network; `thick` writes a
+    /// `multus-shim` config plus the daemon configuration for `multus-daemon`.
+    #[serde(default)]
+    pub mode: Mode,
+
+    /// Where the cluster's primary (default) network comes from. Exactly one source.
+    pub primary: PrimarySource,
+
+    /// Host paths. The same paths are written into the rendered configs so thin and thick
+    /// modes agree on where file-backed delegates live.
+    #[serde(default)]
+    pub paths: Paths,
+
+    /// Multus NetConf settings passed through to the rendered config.
+    #[serde(default)]
+    pub multus: MultusOptions,
+
+    /// The host kubeconfig Multus uses to read pods and NetworkAttachmentDefinitions.
+    #[serde(default)]
+    pub kubeconfig: KubeconfigSpec,
+
+    /// NetworkAttachmentDefinitions written as files into `paths.multusConfDir`. Absent
+    /// means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<AttachmentSelection>,
+
+    /// How fast a changed bundle reaches the selected nodes.
+    #[serde(default)]
+    pub rollout: Rollout,
+
+    /// Thick mode: how `multus-daemon` sees the host through its mounts.
+    #[serde(default)]
+    pub thick: ThickOptions,
+}
+
+/// Paths as `multus-daemon` sees them. The defaults match the chart's DaemonSet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ThickOptions {
+    /// Where the daemon container mounts the host's root for reading files (`/host`): host
+    /// path `/etc/cni/net.d` is `/host/etc/cni/net.d` to the daemon.
+    #[serde(default = "default_daemon_path_prefix")]
+    #[x_kube(validation = Rule::new("self == '' || (self.startsWith('/') && !self.endsWith('/'))")
+        .message("daemonPathPrefix must be empty or an absolute path without a trailing slash"))]
+    pub daemon_path_prefix: String,
+    /// Host directory of the daemon socket (`daemonSocketDir` of the shim).
+    #[serde(default = "default_socket_dir")]
+    #[x_kube(validation = absolute_path_rule("socketDir"))]
+    pub socket_dir: String,
+    /// Where the daemon sees the host root to exec plugins in (`chrootDir`).
+    #[serde(default = "default_chroot_dir")]
+    #[x_kube(validation = absolute_path_rule("chrootDir"))]
+    pub chroot_dir: String,
+}
+
+fn default_daemon_path_prefix() -> String {
+    "/host".into()
+}
+fn default_socket_dir() -> String {
+    "/run/multus".into()
+}
+fn default_chroot_dir() -> String {
+    "/hostroot".into()
+}
+
+impl Default for ThickOptions {
+    fn default() -> Self {
+        Self {
+            daemon_path_prefix: default_daemon_path_prefix(),
+            socket_dir: default_socket_dir(),
+            chroot_dir: default_chroot_dir(),
+        }
+    }
+}
+
+/// How Multus runs on the node.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The `multus` binary runs per CNI call and reads the host kubeconfig.
+    #[default]
+    Thin,
+    /// `multus-shim` forwards CNI calls to the `multus-daemon` socket.
+    Thick,
+}
+
+/// The primary network source. Exactly one field is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "(has(self.auto) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.networkAttachment) ? 1 : 0) == 1"
+).message("primary must set exactly one of auto, file or networkAttachment"))]
+pub struct PrimarySource {
+    /// Use the first `.conf`/`.conflist` in `cniConfDir` (lexical order) that the agent does
+    /// not own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoPrimary>,
+
+    /// A file name inside `cniConfDir`, for example `10-calico.conflist`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[A-Za-z0-9_][A-Za-z0-9._-]*[.](conf|conflist|json)$')")
+            .message("file must be a file name inside cniConfDir ending in .conf, .conflist or .json"),
+        validation = Rule::new("!self.startsWith('00-multus')")
+            .message("file must not name the operator's own 00-multus config")
+    )]
+    pub file: Option<String>,
+
+    /// A NetworkAttachmentDefinition as `<namespace>/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')"
+    ).message("networkAttachment must be <namespace>/<name>"))]
+    pub network_attachment: Option<String>,
+}
+
+/// Automatic primary selection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoPrimary {
+    /// File name patterns (`*` matches any run of characters) never taken as the primary,
+    /// for example `*istio*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+/// Host directories and files.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.cniConfDir != self.multusConfDir")
+        .message("multusConfDir must differ from cniConfDir"),
+    validation = Rule::new("!self.kubeconfigPath.endsWith('.conf') && !self.kubeconfigPath.endsWith('.conflist') && !self.kubeconfigPath.endsWith('.json')")
+        .message("kubeconfigPath must not end in .conf, .conflist or .json (libcni would load it as a network config)")
+)]
+pub struct Paths {
+    /// Where kubelet's runtime reads CNI configs.
+    #[serde(default = "default_cni_conf_dir")]
+    #[x_kube(validation = absolute_path_rule("cniConfDir"))]
+    pub cni_conf_dir: String,
+    /// Where file-backed delegates live (Multus `confDir`).
+    #[serde(default = "default_multus_conf_dir")]
+    #[x_kube(validation = absolute_path_rule("multusConfDir"))]
+    pub multus_conf_dir: String,
+    /// CNI plugin binaries (Multus `binDir`).
+    #[serde(default = "default_cni_bin_dir")]
+    #[x_kube(validation = absolute_path_rule("cniBinDir"))]
+    pub cni_bin_dir: String,
+    /// The host kubeconfig file.
+    #[serde(default = "default_kubeconfig_path")]
+    #[x_kube(validation = absolute_path_rule("kubeconfigPath"))]
+    pub kubeconfig_path: String,
+}
+
+fn absolute_path_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new(
+        "self.startsWith('/') && !self.contains('/../') && !self.endsWith('/..') && !self.contains('//') && !self.contains(' ')",
+    )
+    .message(kube::core::Message::Message(format!(
+        "{field} must be an absolute path without '..', '//' or spaces"
+    )))
+}
+
+pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
+pub const DEFAULT_MULTUS_CONF_DIR: &str = "/etc/cni/multus/net.d";
+pub const DEFAULT_CNI_BIN_DIR: &str = "/opt/cni/bin";
+pub const DEFAULT_KUBECONFIG_PATH: &str = "/etc/cni/net.d/multus.d/multus.kubeconfig";
+
+fn default_cni_conf_dir() -> String {
+    DEFAULT_CNI_CONF_DIR.into()
+}
+fn default_multus_conf_dir() -> String {
+    DEFAULT_MULTUS_CONF_DIR.into()
+}
+fn default_cni_bin_dir() -> String {
+    DEFAULT_CNI_BIN_DIR.into()
+}
+fn default_kubeconfig_path() -> String {
+    DEFAULT_KUBECONFIG_PATH.into()
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            cni_conf_dir: default_cni_conf_dir(),
+            multus_conf_dir: default_multus_conf_dir(),
+            cni_bin_dir: default_cni_bin_dir(),
+            kubeconfig_path: default_kubeconfig_path(),
+        }
+    }
+}
+
+/// CNI spec versions Multus and the reference plugins accept.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+pub enum CniVersion {
+    #[serde(rename = "0.3.0")]
+    V0_3_0,
+    #[default]
+    #[serde(rename = "0.3.1")]
+    V0_3_1,
+    #[serde(rename = "0.4.0")]
+    V0_4_0,
+    #[serde(rename = "1.0.0")]
+    V1_0_0,
+    #[serde(rename = "1.1.0")]
+    V1_1_0,
+}
+
+impl CniVersion {
+    pub const ALL: [CniVersion; 5] = [
+        CniVersion::V0_3_0,
+        CniVersion::V0_3_1,
+        CniVersion::V0_4_0,
+        CniVersion::V1_0_0,
+        CniVersion::V1_1_0,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CniVersion::V0_3_0 => "0.3.0",
+            CniVersion::V0_3_1 => "0.3.1",
+            CniVersion::V0_4_0 => "0.4.0",
+            CniVersion::V1_0_0 => "1.0.0",
+            CniVersion::V1_1_0 => "1.1.0",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CniVersion> {
+        CniVersion::ALL.into_iter().find(|v| v.as_str() == text)
+    }
+
+    /// From CNI 1.0.0 on, a network configuration is a list (`.conflist`).
+    pub fn requires_list(self) -> bool {
+        self >= CniVersion::V1_0_0
+    }
+}
+
+impl std::fmt::Display for CniVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Multus log levels.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Verbose,
+    Error,
+    Panic,
+}
+
+/// Multus NetConf knobs, named as Multus names them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MultusOptions {
+    /// cniVersion of the Multus config. From 1.0.0 on the config is written as
+    /// `00-multus.conflist`.
+    #[serde(default)]
+    pub cni_version: CniVersion,
+    /// The network name of the Multus config (default `multus-cni-network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("size(self) > 0 && size(self) <= 253").message("name must be 1 to 253 characters"))]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
+    /// A host path for the Multus log file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("logFile must be an absolute path"))]
+    pub log_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_to_stderr: Option<bool>,
+    /// Pods may only reference networks in their own namespace (plus `globalNamespaces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_isolation: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub global_namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub system_namespaces: Vec<String>,
+    /// Namespace where `defaultNetworks` and a bare `clusterNetwork` are looked up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multus_namespace: Option<String>,
+    /// Networks attached to every pod, in addition to the primary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_networks: Vec<String>,
+    /// A file whose existence means the primary network is ready; the agent waits for it
+    /// and Multus checks it on every call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("readinessIndicatorFile must be an absolute path"))]
+    pub readiness_indicator_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delete_on_error: Option<bool>,
+    /// Extra capabilities, merged with the ones the primary network declares.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capabilities: BTreeMap<String, bool>,
+}
+
+/// The host kubeconfig and its ServiceAccount token.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.refreshBeforeExpiry) || self.refreshBeforeExpiry.endsWith('%') || duration(self.refreshBeforeExpiry) < duration(string(self.expirationSeconds) + 's')"
+).message("refreshBeforeExpiry must be shorter than expirationSeconds"))]
+pub struct KubeconfigSpec {
+    /// Write the kubeconfig. On by default in every mode and for every primary source.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The ServiceAccount whose token goes into the kubeconfig. Defaults to the account the
+    /// operator was installed with (`--multus-service-account`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccountRef>,
+    /// Requested token lifetime.
+    #[serde(default = "default_expiration_seconds")]
+    #[schemars(range(min = 600, max = 31536000))]
+    pub expiration_seconds: i64,
+    /// When to replace the token: a share of its lifetime (`20%`) or a duration (`10m`,
+    /// `1h`) before it expires. Default `20%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([1-9]|[1-9][0-9])%$') || self.matches('^[0-9]+(s|m|h)$')")
+        .message("refreshBeforeExpiry must be a percentage from 1% to 99% or a duration such as 10m"))]
+    pub refresh_before_expiry: Option<String>,
+    /// Token audiences. Empty means the API server's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// API server URL written into the kubeconfig; default is the agent's in-cluster server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('https://')").message("server must be an https:// URL"))]
+    pub server: Option<String>,
+    /// PEM bundle of the CA that signed the API server certificate; default is the agent's
+    /// in-cluster CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.contains('-----BEGIN CERTIFICATE-----')").message("certificateAuthority must be PEM certificate data"))]
+    pub certificate_authority: Option<String>,
+}
+
+pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
+pub const MIN_EXPIRATION_SECONDS: i64 = 600;
+pub const DEFAULT_REFRESH_BEFORE_EXPIRY: &str = "20%";
+
+fn default_true() -> bool {
+    true
+}
+fn default_expiration_seconds() -> i64 {
+    DEFAULT_EXPIRATION_SECONDS
+}
+
+impl Default for KubeconfigSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            service_account: None,
+            expiration_seconds: DEFAULT_EXPIRATION_SECONDS,
+            refresh_before_expiry: None,
+            audiences: Vec::new(),
+            server: None,
+            certificate_authority: None,
+        }
+    }
+}
+
+/// A ServiceAccount by namespace and name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ServiceAccountRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Which NetworkAttachmentDefinitions become files in `multusConfDir`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentSelection {
+    /// Namespaces whose NADs are considered; empty or absent means all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Labels the NADs must carry; empty or absent means all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// Staged rollout of changed bundles.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "type(self.maxUnavailable) == string ? self.maxUnavailable.matches('^([1-9][0-9]?|100)%$') : self.maxUnavailable >= 1"
+).message("maxUnavailable must be an integer >= 1 or a percentage from 1% to 100%"))]
+pub struct Rollout {
+    /// How many selected nodes may be updating (or failing) at once: a count or a
+    /// percentage of the selected nodes, rounded up.
+    #[serde(default = "default_max_unavailable")]
+    pub max_unavailable: IntOrString,
+}
+
+fn default_max_unavailable() -> IntOrString {
+    IntOrString::Int(1)
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Self {
+            max_unavailable: default_max_unavailable(),
+        }
+    }
+}
