@@ -208,7 +208,7 @@ impl NodeBundle {
     /// Builds a bundle, filling in each file's sha256 and the bundle hash.
     pub fn seal(mut manifest: BundleManifest, data: BTreeMap<String, String>) -> NodeBundle {
         for file in &mut manifest.files {
-            file.sha256 = data.get(&file.key).map(|b| sha256_hex(b)).unwrap_or_default();
+            file.sha256 = data.get(&file.key).map(sha256_hex).unwrap_or_default();
         }
         manifest.files.sort_by(|a, b| a.key.cmp(&b.key));
         manifest.bundle_hash = bundle_hash(&manifest, &data);
@@ -253,9 +253,11 @@ impl NodeBundle {
             serde_json::from_str(raw).map_err(BundleError::ManifestJson)?;
         let mut files = BTreeMap::new();
         for file in &manifest.files {
-            let bytes = data.get(&file.key).ok_or_else(|| BundleError::MissingFile {
-                key: file.key.clone(),
-            })?;
+            let bytes = data
+                .get(&file.key)
+                .ok_or_else(|| BundleError::MissingFile {
+                    key: file.key.clone(),
+                })?;
             if sha256_hex(bytes) != file.sha256 {
                 return Err(BundleError::HashMismatch {
                     key: file.key.clone(),

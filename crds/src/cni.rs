@@ -85,7 +85,9 @@ impl CheckedConfig {
 }
 
 /// The plugin objects of a config: the `plugins` entries of a list, or the config itself.
-pub fn plugin_objects(config: &Map<String, Value>) -> Box<dyn Iterator<Item = &Map<String, Value>> + '_> {
+pub fn plugin_objects(
+    config: &Map<String, Value>,
+) -> Box<dyn Iterator<Item = &Map<String, Value>> + '_> {
     match config.get("plugins").and_then(Value::as_array) {
         Some(plugins) => Box::new(plugins.iter().filter_map(Value::as_object)),
         None => Box::new(std::iter::once(config)),
@@ -215,20 +217,31 @@ mod tests {
         }
     }
 
+    /// (label, config text, expected problems with their paths)
+    type Case<'a> = (&'a str, &'a str, Vec<(Problem, &'a str)>);
+
     #[test]
     fn table_of_configs_and_their_problems() {
         let big = format!(
             r#"{{"cniVersion":"0.3.1","type":"bridge","pad":"{}"}}"#,
             "x".repeat(MAX_CONFIG_BYTES)
         );
-        let cases: Vec<(&str, &str, Vec<(Problem, &str)>)> = vec![
-            ("plain conf", r#"{"cniVersion":"0.3.1","name":"a","type":"bridge"}"#, vec![]),
+        let cases: Vec<Case> = vec![
+            (
+                "plain conf",
+                r#"{"cniVersion":"0.3.1","name":"a","type":"bridge"}"#,
+                vec![],
+            ),
             (
                 "conflist",
                 r#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge"},{"type":"tuning"}]}"#,
                 vec![],
             ),
-            ("not json", "{cniVersion: 0.3.1", vec![(Problem::InvalidJson, "$")]),
+            (
+                "not json",
+                "{cniVersion: 0.3.1",
+                vec![(Problem::InvalidJson, "$")],
+            ),
             ("array", "[1,2]", vec![(Problem::NotAnObject, "$")]),
             (
                 "no version",
@@ -276,8 +289,10 @@ mod tests {
             ("oversized", big.as_str(), vec![(Problem::TooLarge, "$")]),
         ];
         for (label, text, want) in cases {
-            let want: Vec<(Problem, String)> =
-                want.into_iter().map(|(p, path)| (p, path.to_string())).collect();
+            let want: Vec<(Problem, String)> = want
+                .into_iter()
+                .map(|(p, path)| (p, path.to_string()))
+                .collect();
             assert_eq!(problems(text), want, "case {label}");
         }
     }

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use crate::status::MultusConfigStatus;
 
 /// Desired Multus configuration for the nodes a selector picks.
+// Each printcolumn(...) repeats `type_`; clippy reads them as duplicates of one attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "operator.multus.dev",
@@ -32,7 +34,11 @@ use crate::status::MultusConfigStatus;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.message")
 )]
 #[serde(rename_all = "camelCase")]

@@ -22,7 +22,10 @@ fn committed_crd_yaml_matches_the_rust_types() {
 #[test]
 fn the_nad_crd_matches_upstream_names_and_leaves_spec_optional() {
     let crd = multus_crds::crdgen::nad_crd();
-    assert_eq!(crd.metadata.name.as_deref(), Some("network-attachment-definitions.k8s.cni.cncf.io"));
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("network-attachment-definitions.k8s.cni.cncf.io")
+    );
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(
         crd.spec.names.short_names,

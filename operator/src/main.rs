@@ -1,1 +1,12 @@
-fn main(){}
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = multus_operator::cli::Cli::parse();
+    match multus_operator::cli::run(cli, &mut std::io::stdout(), &mut std::io::stderr()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
