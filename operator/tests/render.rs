@@ -176,7 +176,20 @@ fn thick_config_uses_the_shim_and_a_daemon_config_that_names_our_file() {
         "/host/etc/cni/net.d/00-multus.conf"
     );
     assert_eq!(daemon["confDir"], "/host/etc/cni/multus/net.d");
-    assert_eq!(daemon["cniConfigDir"], "/host/etc/cni/net.d");
+    // multus-daemon copies multusConfigFile to cniConfigDir/<its name> by truncating the
+    // destination first: the two must never be the same file, or our config is emptied.
+    let copy_dest = format!(
+        "{}/{}",
+        daemon["cniConfigDir"].as_str().unwrap(),
+        daemon["multusConfigFile"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+    );
+    assert_ne!(copy_dest, daemon["multusConfigFile"].as_str().unwrap());
+    assert_eq!(copy_dest, "/host/etc/cni/net.d/multus.d/00-multus.conf");
     let completed: Value = serde_json::from_str(&complete_with_calico(&rendered.bundle)).unwrap();
     assert_eq!(
         completed["clusterNetwork"],

@@ -155,7 +155,7 @@ pub fn render_node(
 
     if spec.mode == Mode::Thick {
         let text = cni::to_file_text(&multus::daemon_config(spec, primary_nad.as_ref()))?;
-        let dir = format!("{}/multus.d", spec.paths.cni_conf_dir);
+        let dir = format!("{}/{}", spec.paths.cni_conf_dir, multus::DAEMON_COPY_SUBDIR);
         files.push(file(DAEMON_CONFIG_NAME, &dir, FileRole::DaemonConfig, None));
         data.insert(DAEMON_CONFIG_NAME.to_string(), text);
     }

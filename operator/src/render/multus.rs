@@ -86,18 +86,22 @@ pub fn multus_config(spec: &MultusConfigSpec, primary: Option<&PrimaryAttachment
 }
 
 /// The multus-daemon configuration for thick mode. Every path is as the daemon sees it
-/// through its host mount; `multusConfigFile` names the agent's own file so the daemon never
-/// generates (and later deletes) a config of its own.
+/// through its host mount.
+///
+/// `multusConfigFile` names the agent's own file so the daemon never generates (and later
+/// deletes) a config of its own. The daemon then copies that file to
+/// `cniConfigDir/<same name>` by truncating the destination and copying into it; were the
+/// destination the source itself, the file would be emptied. So `cniConfigDir` is the
+/// `multus.d` subdirectory, which libcni never reads: the copy lands there, harmlessly.
 pub fn daemon_config(spec: &MultusConfigSpec, primary: Option<&PrimaryAttachment<'_>>) -> Value {
     let view = spec.thick.daemon_path_prefix.as_str();
     let conf_dir = &spec.paths.cni_conf_dir;
     let mut config = Map::new();
     config.insert("cniVersion".into(), json!(spec.multus.cni_version.as_str()));
     config.insert("chrootDir".into(), json!(spec.thick.chroot_dir));
-    config.insert("cniConfigDir".into(), json!(format!("{view}{conf_dir}")));
     config.insert(
-        "multusAutoconfigDir".into(),
-        json!(format!("{view}{conf_dir}")),
+        "cniConfigDir".into(),
+        json!(format!("{view}{conf_dir}/{DAEMON_COPY_SUBDIR}")),
     );
     config.insert(
         "multusConfigFile".into(),
@@ -120,6 +124,10 @@ pub fn daemon_config(spec: &MultusConfigSpec, primary: Option<&PrimaryAttachment
     }
     Value::Object(config)
 }
+
+/// Subdirectory of `cniConfDir` that holds the daemon config and the daemon's copy of the
+/// Multus config; libcni only reads files directly in `cniConfDir`.
+pub const DAEMON_COPY_SUBDIR: &str = "multus.d";
 
 /// Settings that decide where Multus looks networks up.
 fn insert_lookup_settings(map: &mut Map<String, Value>, spec: &MultusConfigSpec, view: &str) {
