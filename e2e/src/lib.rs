@@ -1,1 +1,17 @@
+//! The real test environment: upstream etcd, kube-apiserver and kube-controller-manager built
+//! from the Go module proxy (see `e2e/testenv/`), started on loopback as plain processes.
+//!
+//! Rule for test authors: one control plane per test binary, shared through
+//! [`ControlPlane::shared`]. Each test makes its own namespace, nodes and host roots with
+//! unique names ([`unique_name`]) and its own kube `Client` ([`ControlPlane::client`]), so
+//! tests in one binary run in parallel without seeing each other.
+#![forbid(unsafe_code)]
 
+pub mod binaries;
+pub mod control_plane;
+pub mod fixtures;
+pub mod pki;
+pub mod process;
+
+pub use control_plane::{ControlPlane, E2eError};
+pub use fixtures::unique_name;

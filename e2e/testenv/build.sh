@@ -42,8 +42,8 @@ fi
 mkdir -p "$cache_root"
 # Serialise concurrent callers (e.g. parallel test binaries) on the same key.
 exec 9>"$out.lock"
-if command -v flock >/dev/null 2>&1; then
-	log "waiting for lock $out.lock"
+if command -v flock >/dev/null 2>&1 && ! flock -n 9; then
+	log "another build holds $out.lock; waiting"
 	flock 9
 fi
 if [[ -f $out/.complete ]]; then

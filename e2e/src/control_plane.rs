@@ -1,0 +1,388 @@
+//! etcd + kube-apiserver + kube-controller-manager on loopback with free ports, their own PKI
+//! and ServiceAccount signing key, RBAC and the admission plugins a real cluster runs.
+
+use base64::Engine as _;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::binaries::bin;
+use crate::pki::{self, Pki};
+use crate::process::{MARKER, Supervised, wait_until};
+
+/// How long the control plane may take to become ready from a warm binary cache.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Field manager for objects the harness applies.
+pub const FIELD_MANAGER: &str = "multus-e2e";
+
+/// Errors of the test environment.
+#[derive(Debug, thiserror::Error)]
+pub enum E2eError {
+    #[error("upstream binaries unavailable: {0}")]
+    Binaries(String),
+    #[error("test PKI: {0}")]
+    Pki(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("{component} did not become ready within {timeout:?}; last log lines:\n{log}")]
+    NotReady {
+        component: String,
+        timeout: Duration,
+        log: String,
+    },
+    #[error("{component} exited during start; last log lines:\n{log}")]
+    Exited { component: String, log: String },
+    #[error("kube client: {0}")]
+    Kube(String),
+}
+
+fn io(context: &str) -> impl Fn(std::io::Error) -> E2eError + '_ {
+    move |e| E2eError::Io(format!("{context}: {e}"))
+}
+
+/// A running control plane. Dropping it stops every process and removes its state.
+pub struct ControlPlane {
+    /// State directory (`/tmp/multus-e2e-<pid>-<n>`).
+    pub dir: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// An admin kubeconfig (system:masters).
+    pub kubeconfig: PathBuf,
+    pub pki: Pki,
+    /// Seconds from start to ready.
+    pub startup: Duration,
+    processes: Vec<Supervised>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("dir", &self.dir)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// The control plane shared by every test of this test binary, started on first use.
+    /// Panics with the reason when it cannot start: no test can run without it.
+    pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        let result = SHARED.get_or_init(|| {
+            // Started on a plain thread: tests call this from inside their own runtimes.
+            std::thread::spawn(ControlPlane::start)
+                .join()
+                .map_err(|_| "control plane start panicked".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        });
+        match result {
+            Ok(cp) => cp,
+            Err(e) => panic!("cannot start the e2e control plane: {e}"),
+        }
+    }
+
+    /// Starts a new control plane and installs the project's CRDs.
+    pub fn start() -> Result<ControlPlane, E2eError> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let began = Instant::now();
+        let dir = std::env::temp_dir().join(format!(
+            "{MARKER}{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(io("create state dir"))?;
+        let pki = pki::write(&dir)?;
+        let token = random_token()?;
+        std::fs::write(
+            dir.join("tokens.csv"),
+            format!("{token},e2e-admin,e2e-admin,\"system:masters\"\n"),
+        )
+        .map_err(io("token file"))?;
+
+        let mut processes = Vec::new();
+        let etcd_port = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let etcd_args = vec![
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{}", free_port()?),
+            "--log-level=warn".into(),
+            "--quota-backend-bytes=4294967296".into(),
+        ];
+        processes.push(Supervised::start(
+            "etcd",
+            &bin("etcd")?,
+            &etcd_args,
+            &dir.join("etcd.log"),
+        )?);
+
+        let port = free_port()?;
+        let server = format!("https://127.0.0.1:{port}");
+        let apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", pki.serving_cert.display()),
+            format!("--tls-private-key-file={}", pki.serving_key.display()),
+            format!("--client-ca-file={}", pki.ca_cert.display()),
+            format!("--token-auth-file={}", dir.join("tokens.csv").display()),
+            "--authorization-mode=Node,RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", pki.sa_key.display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_key.display()
+            ),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--enable-admission-plugins=NodeRestriction".into(),
+            "--allow-privileged=true".into(),
+            "--endpoint-reconciler-type=none".into(),
+        ];
+        processes.push(Supervised::start(
+            "kube-apiserver",
+            &bin("kube-apiserver")?,
+            &apiserver_args,
+            &dir.join("kube-apiserver.log"),
+        )?);
+
+        let kubeconfig = dir.join("admin.kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &pki.ca_pem, &token))
+            .map_err(io("write kubeconfig"))?;
+
+        let mut cp = ControlPlane {
+            dir,
+            server,
+            kubeconfig,
+            pki,
+            startup: Duration::ZERO,
+            processes,
+        };
+        cp.wait_ready("kube-apiserver", "/readyz")?;
+
+        let kcm_args = vec![
+            format!("--kubeconfig={}", cp.kubeconfig.display()),
+            format!("--authentication-kubeconfig={}", cp.kubeconfig.display()),
+            format!("--authorization-kubeconfig={}", cp.kubeconfig.display()),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={}", free_port()?),
+            "--leader-elect=false".into(),
+            "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller".into(),
+            format!("--service-account-private-key-file={}", cp.pki.sa_key.display()),
+            format!("--root-ca-file={}", cp.pki.ca_cert.display()),
+            format!("--cert-dir={}", cp.dir.join("kcm-certs").display()),
+        ];
+        let kcm = Supervised::start(
+            "kube-controller-manager",
+            &bin("kube-controller-manager")?,
+            &kcm_args,
+            &cp.dir.join("kube-controller-manager.log"),
+        )?;
+        cp.processes.push(kcm);
+        cp.install_crds()?;
+        cp.wait_for_default_service_account()?;
+        cp.startup = began.elapsed();
+        eprintln!(
+            "[multus-e2e] control plane ready at {} in {:.1}s (state in {})",
+            cp.server,
+            cp.startup.as_secs_f64(),
+            cp.dir.display()
+        );
+        Ok(cp)
+    }
+
+    /// A kube client with admin rights, for the calling test's runtime.
+    pub async fn client(&self) -> Result<Client, E2eError> {
+        let kubeconfig =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|e| E2eError::Kube(e.to_string()))?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| E2eError::Kube(e.to_string()))?;
+        Client::try_from(config).map_err(|e| E2eError::Kube(e.to_string()))
+    }
+
+    /// A kube client that authenticates with a bearer token.
+    pub async fn client_with_token(&self, token: &str) -> Result<Client, E2eError> {
+        let kubeconfig =
+            Kubeconfig::from_yaml(&kubeconfig_yaml(&self.server, &self.pki.ca_pem, token))
+                .map_err(|e| E2eError::Kube(e.to_string()))?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| E2eError::Kube(e.to_string()))?;
+        Client::try_from(config).map_err(|e| E2eError::Kube(e.to_string()))
+    }
+
+    /// Runs the upstream kubectl against this control plane.
+    pub fn kubectl(&self, args: &[&str]) -> Result<std::process::Output, E2eError> {
+        Command::new(bin("kubectl")?)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .output()
+            .map_err(io("run kubectl"))
+    }
+
+    fn wait_ready(&mut self, component: &str, path: &str) -> Result<(), E2eError> {
+        let kubectl = bin("kubectl")?;
+        let kubeconfig = self.kubeconfig.clone();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let processes = &mut self.processes;
+            if let Some(i) = (0..processes.len()).find(|&i| !processes[i].running()) {
+                return Err(E2eError::Exited {
+                    component: processes[i].name.clone(),
+                    log: processes[i].log_tail(),
+                });
+            }
+            let ok = Command::new(&kubectl)
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args(["get", "--raw", path, "--request-timeout=5s"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let log = self
+                    .processes
+                    .iter()
+                    .find(|p| p.name == component)
+                    .map(Supervised::log_tail)
+                    .unwrap_or_default();
+                return Err(E2eError::NotReady {
+                    component: component.to_string(),
+                    timeout: READY_TIMEOUT,
+                    log,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn install_crds(&self) -> Result<(), E2eError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io("tokio runtime"))?;
+        runtime.block_on(async {
+            let client = self.client().await?;
+            let crds: Api<CustomResourceDefinition> = Api::all(client);
+            let manifests =
+                multus_crds::crdgen::manifests().map_err(|e| E2eError::Kube(e.to_string()))?;
+            let mut names = Vec::new();
+            for (_, yaml) in manifests {
+                let crd: CustomResourceDefinition =
+                    serde_yaml::from_str(&yaml).map_err(|e| E2eError::Kube(e.to_string()))?;
+                let name = crd.metadata.name.clone().unwrap_or_default();
+                crds.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&crd),
+                )
+                .await
+                .map_err(|e| E2eError::Kube(format!("install CRD {name}: {e}")))?;
+                names.push(name);
+            }
+            for name in names {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let crd = crds
+                        .get(&name)
+                        .await
+                        .map_err(|e| E2eError::Kube(e.to_string()))?;
+                    let established = crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    if established {
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(E2eError::Kube(format!("CRD {name} not established")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The serviceaccount controller creates `default` in every namespace; waiting for it
+    /// proves kube-controller-manager is working.
+    fn wait_for_default_service_account(&mut self) -> Result<(), E2eError> {
+        let kubectl = bin("kubectl")?;
+        let kubeconfig = self.kubeconfig.clone();
+        let ready = wait_until(READY_TIMEOUT, || {
+            Command::new(&kubectl)
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args(["get", "serviceaccount", "default", "-n", "default"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        if ready {
+            Ok(())
+        } else {
+            let log = self
+                .processes
+                .iter()
+                .find(|p| p.name == "kube-controller-manager")
+                .map(Supervised::log_tail)
+                .unwrap_or_default();
+            Err(E2eError::NotReady {
+                component: "kube-controller-manager".into(),
+                timeout: READY_TIMEOUT,
+                log,
+            })
+        }
+    }
+
+    /// Stops every process, newest first, and removes the state directory.
+    pub fn stop(&mut self) {
+        while let Some(mut p) = self.processes.pop() {
+            p.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> Result<u16, E2eError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("find a free port"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(io("find a free port"))
+}
+
+fn random_token() -> Result<String, E2eError> {
+    let mut bytes = [0u8; 24];
+    let mut file = std::fs::File::open("/dev/urandom").map_err(io("open /dev/urandom"))?;
+    std::io::Read::read_exact(&mut file, &mut bytes).map_err(io("read /dev/urandom"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A kubeconfig for `server` with an embedded CA and a bearer token.
+pub fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: e2e\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: e2e\ncurrent-context: e2e\n"
+    )
+}

@@ -1,0 +1,167 @@
+//! Child processes that cannot outlive the test process. Each one runs under a small bash
+//! watchdog that stops it when the test process is gone, whatever way it ended (a shared
+//! control plane lives in a static, which Rust never drops). Every process carries the
+//! state directory in its command line, named `multus-e2e-<owner pid>-...`, so leftovers
+//! can be found in /proc.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::E2eError;
+
+/// Marker every state directory name starts with.
+pub const MARKER: &str = "multus-e2e-";
+
+// $1: the owner pid; the rest: the command. TERM to the watchdog stops the child first.
+const WATCHDOG: &str = r#"
+owner=$1; shift
+"$@" &
+child=$!
+stop() {
+  kill -TERM "$child" 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 "$child" 2>/dev/null || exit 0; sleep 0.2; done
+  kill -KILL "$child" 2>/dev/null
+  exit 0
+}
+trap stop TERM INT
+while kill -0 "$owner" 2>/dev/null; do
+  if ! kill -0 "$child" 2>/dev/null; then wait "$child"; exit $?; fi
+  sleep 0.5 & wait $!
+done
+stop
+"#;
+
+/// A supervised child process.
+#[derive(Debug)]
+pub struct Supervised {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Supervised {
+    /// Starts `program args...` under the watchdog, output to `log`.
+    pub fn start(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<Supervised, E2eError> {
+        let out = File::create(log).map_err(|e| E2eError::Io(format!("{}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| E2eError::Io(format!("{}: {e}", log.display())))?;
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("multus-e2e-watchdog")
+            .arg(std::process::id().to_string())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| E2eError::Io(format!("cannot start {name}: {e}")))?;
+        Ok(Supervised {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last lines of its log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Asks the watchdog to stop the process and waits for both.
+    pub fn stop(&mut self) {
+        if self.running() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while self.running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Processes started by an e2e harness whose owner (the test process) is gone.
+pub fn leftovers() -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        let Some(owner) = owner_of(&cmdline) else {
+            continue;
+        };
+        let owner_alive = Path::new(&format!("/proc/{owner}")).exists();
+        if !owner_alive {
+            found.push(format!("pid {pid}: {}", cmdline.trim()));
+        }
+    }
+    found
+}
+
+/// The owner pid encoded in a `multus-e2e-<pid>-` marker in a command line.
+fn owner_of(cmdline: &str) -> Option<i32> {
+    let rest = &cmdline[cmdline.find(MARKER)? + MARKER.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_of;
+
+    #[test]
+    fn the_owner_pid_is_read_from_the_marker() {
+        assert_eq!(
+            owner_of("etcd --data-dir /tmp/multus-e2e-4242-1/etcd"),
+            Some(4242)
+        );
+        assert_eq!(owner_of("etcd --data-dir /tmp/other"), None);
+    }
+}
