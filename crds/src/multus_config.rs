@@ -92,14 +92,17 @@ pub struct ThickOptions {
     #[serde(default = "default_daemon_path_prefix")]
     #[x_kube(validation = Rule::new("self == '' || (self.startsWith('/') && !self.endsWith('/'))")
         .message("daemonPathPrefix must be empty or an absolute path without a trailing slash"))]
+    #[schemars(length(max = 1024))]
     pub daemon_path_prefix: String,
     /// Host directory of the daemon socket (`daemonSocketDir` of the shim).
     #[serde(default = "default_socket_dir")]
     #[x_kube(validation = absolute_path_rule("socketDir"))]
+    #[schemars(length(max = 1024))]
     pub socket_dir: String,
     /// Where the daemon sees the host root to exec plugins in (`chrootDir`).
     #[serde(default = "default_chroot_dir")]
     #[x_kube(validation = absolute_path_rule("chrootDir"))]
+    #[schemars(length(max = 1024))]
     pub chroot_dir: String,
 }
 
@@ -154,6 +157,7 @@ pub struct PrimarySource {
         validation = Rule::new("!self.startsWith('00-multus')")
             .message("file must not name the operator's own 00-multus config")
     )]
+    #[schemars(length(max = 253))]
     pub file: Option<String>,
 
     /// A NetworkAttachmentDefinition as `<namespace>/<name>`.
@@ -161,6 +165,7 @@ pub struct PrimarySource {
     #[x_kube(validation = Rule::new(
         "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')"
     ).message("networkAttachment must be <namespace>/<name>"))]
+    #[schemars(length(max = 317))]
     pub network_attachment: Option<String>,
 }
 
@@ -187,18 +192,22 @@ pub struct Paths {
     /// Where kubelet's runtime reads CNI configs.
     #[serde(default = "default_cni_conf_dir")]
     #[x_kube(validation = absolute_path_rule("cniConfDir"))]
+    #[schemars(length(max = 1024))]
     pub cni_conf_dir: String,
     /// Where file-backed delegates live (Multus `confDir`).
     #[serde(default = "default_multus_conf_dir")]
     #[x_kube(validation = absolute_path_rule("multusConfDir"))]
+    #[schemars(length(max = 1024))]
     pub multus_conf_dir: String,
     /// CNI plugin binaries (Multus `binDir`).
     #[serde(default = "default_cni_bin_dir")]
     #[x_kube(validation = absolute_path_rule("cniBinDir"))]
+    #[schemars(length(max = 1024))]
     pub cni_bin_dir: String,
     /// The host kubeconfig file.
     #[serde(default = "default_kubeconfig_path")]
     #[x_kube(validation = absolute_path_rule("kubeconfigPath"))]
+    #[schemars(length(max = 1024))]
     pub kubeconfig_path: String,
 }
 
@@ -314,12 +323,14 @@ pub struct MultusOptions {
     /// The network name of the Multus config (default `multus-cni-network`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("size(self) > 0 && size(self) <= 253").message("name must be 1 to 253 characters"))]
+    #[schemars(length(max = 253))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<LogLevel>,
     /// A host path for the Multus log file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("logFile must be an absolute path"))]
+    #[schemars(length(max = 1024))]
     pub log_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_to_stderr: Option<bool>,
@@ -342,6 +353,7 @@ pub struct MultusOptions {
     /// and Multus checks it on every call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("readinessIndicatorFile must be an absolute path"))]
+    #[schemars(length(max = 1024))]
     pub readiness_indicator_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_delete_on_error: Option<bool>,
@@ -354,7 +366,7 @@ pub struct MultusOptions {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
-    "!has(self.refreshBeforeExpiry) || self.refreshBeforeExpiry.endsWith('%') || duration(self.refreshBeforeExpiry) < duration(string(self.expirationSeconds) + 's')"
+    "!has(self.refreshBeforeExpiry) || self.refreshBeforeExpiry.endsWith('%') || duration(self.refreshBeforeExpiry).getSeconds() < self.expirationSeconds"
 ).message("refreshBeforeExpiry must be shorter than expirationSeconds"))]
 pub struct KubeconfigSpec {
     /// Write the kubeconfig. On by default in every mode and for every primary source.
@@ -373,6 +385,7 @@ pub struct KubeconfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^([1-9]|[1-9][0-9])%$') || self.matches('^[0-9]+(s|m|h)$')")
         .message("refreshBeforeExpiry must be a percentage from 1% to 99% or a duration such as 10m"))]
+    #[schemars(length(max = 16))]
     pub refresh_before_expiry: Option<String>,
     /// Token audiences. Empty means the API server's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -380,11 +393,13 @@ pub struct KubeconfigSpec {
     /// API server URL written into the kubeconfig; default is the agent's in-cluster server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('https://')").message("server must be an https:// URL"))]
+    #[schemars(length(max = 2048))]
     pub server: Option<String>,
     /// PEM bundle of the CA that signed the API server certificate; default is the agent's
     /// in-cluster CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.contains('-----BEGIN CERTIFICATE-----')").message("certificateAuthority must be PEM certificate data"))]
+    #[schemars(length(max = 65536))]
     pub certificate_authority: Option<String>,
 }
 
@@ -442,6 +457,7 @@ pub struct Rollout {
     /// How many selected nodes may be updating (or failing) at once: a count or a
     /// percentage of the selected nodes, rounded up.
     #[serde(default = "default_max_unavailable")]
+    #[schemars(length(max = 4))]
     pub max_unavailable: IntOrString,
 }
 

@@ -97,6 +97,7 @@ impl ControlPlane {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::SeqCst)
         ));
+        crate::process::remove_stale_state_dirs();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(io("create state dir"))?;
         let pki = pki::write(&dir)?;
@@ -139,7 +140,7 @@ impl ControlPlane {
             format!("--token-auth-file={}", dir.join("tokens.csv").display()),
             "--authorization-mode=Node,RBAC".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={}", pki.sa_key.display()),
+            format!("--service-account-key-file={}", pki.sa_pub.display()),
             format!(
                 "--service-account-signing-key-file={}",
                 pki.sa_key.display()

@@ -14,6 +14,7 @@ pub struct Pki {
     pub serving_cert: PathBuf,
     pub serving_key: PathBuf,
     pub sa_key: PathBuf,
+    pub sa_pub: PathBuf,
 }
 
 fn err(e: impl std::fmt::Display) -> E2eError {
@@ -51,11 +52,13 @@ pub fn write(dir: &Path) -> Result<Pki, E2eError> {
         serving_cert: dir.join("apiserver.crt"),
         serving_key: dir.join("apiserver.key"),
         sa_key: dir.join("sa.key"),
+        sa_pub: dir.join("sa.pub"),
     };
     let write = |path: &Path, text: String| std::fs::write(path, text).map_err(err);
     write(&pki.ca_cert, ca.pem())?;
     write(&pki.serving_cert, serving.pem())?;
     write(&pki.serving_key, serving_key.serialize_pem())?;
     write(&pki.sa_key, sa_key.serialize_pem())?;
+    write(&pki.sa_pub, sa_key.public_key_pem())?;
     Ok(pki)
 }

@@ -16,23 +16,24 @@ use crate::E2eError;
 /// Marker every state directory name starts with.
 pub const MARKER: &str = "multus-e2e-";
 
-// $1: the owner pid; the rest: the command. TERM to the watchdog stops the child first.
+// $1: the owner pid; the rest: the command. TERM to the watchdog stops the child with 10 s
+// of grace; when the owner is gone nobody waits for a graceful stop, so 2 s are enough.
 const WATCHDOG: &str = r#"
 owner=$1; shift
 "$@" &
 child=$!
 stop() {
   kill -TERM "$child" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$child" 2>/dev/null || exit 0; sleep 0.2; done
+  for _ in $(seq 1 "$1"); do kill -0 "$child" 2>/dev/null || exit 0; sleep 0.2; done
   kill -KILL "$child" 2>/dev/null
   exit 0
 }
-trap stop TERM INT
+trap 'stop 50' TERM INT
 while kill -0 "$owner" 2>/dev/null; do
   if ! kill -0 "$child" 2>/dev/null; then wait "$child"; exit $?; fi
   sleep 0.5 & wait $!
 done
-stop
+stop 10
 "#;
 
 /// A supervised child process.
@@ -129,6 +130,22 @@ pub fn leftovers() -> Vec<String> {
         }
     }
     found
+}
+
+/// Removes state directories (`<tmp>/multus-e2e-<pid>-...`) whose owner process is gone.
+pub fn remove_stale_state_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(owner) = owner_of(&name)
+            && name.starts_with(MARKER)
+            && !Path::new(&format!("/proc/{owner}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The owner pid encoded in a `multus-e2e-<pid>-` marker in a command line.
