@@ -5,5 +5,8 @@
 pub mod catalog;
 pub mod cli;
 pub mod configmap;
+pub mod ownership;
 pub mod placeholders;
 pub mod render;
+pub mod rollout;
+pub mod status;
