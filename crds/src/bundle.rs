@@ -30,6 +30,13 @@ pub const MAX_BUNDLE_BYTES: usize = 900 * 1024;
 /// Longest object name the API server accepts for a ConfigMap.
 const MAX_NAME_LEN: usize = 253;
 
+/// Set by the operator when the node's files must be removed (node no longer selected, or
+/// the MultusConfig is being deleted). The agent removes what it owns and reports
+/// [`AgentState::Removed`]; the operator then deletes the ConfigMap.
+pub const REMOVE_ANNOTATION: &str = "operator.multus.dev/remove";
+/// RFC 3339 time the removal was first requested, for the cleanup timeout.
+pub const REMOVE_REQUESTED_AT_ANNOTATION: &str = "operator.multus.dev/remove-requested-at";
+
 /// Annotations the agent writes on its own node's ConfigMap.
 pub mod feedback {
     /// `bundleHash` of the manifest the agent last applied.

@@ -10,6 +10,7 @@
 pub mod binaries;
 pub mod control_plane;
 pub mod fixtures;
+pub mod operator;
 pub mod pki;
 pub mod process;
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use multus_crds::multus_config::ServiceAccountRef;
 
 pub mod inputs;
+pub mod run;
 pub mod show;
 
 /// multus-operator: owns every file Multus CNI needs on a node.
@@ -19,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controller against the cluster (in-cluster config, or KUBECONFIG).
+    Run(run::RunArgs),
     /// Print the files one node would get, offline (no cluster needed).
     ///
     /// Reads MultusConfig, Node, NetworkAttachmentDefinition and Namespace manifests (YAML,
@@ -98,11 +101,14 @@ pub enum CliError {
     Output(String),
     #[error("cannot write output: {0}")]
     Write(#[from] std::io::Error),
+    #[error("{0}")]
+    Run(String),
 }
 
 /// Runs a parsed command line, writing results to `out` and diagnostics to `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Render(args) => show::render(&args, out, err),
         Command::Crds => {
             let manifests =

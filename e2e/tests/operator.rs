@@ -1,0 +1,721 @@
+//! The operator against the real control plane: bundles per node, selection changes, NAD
+//! edits, invalid NADs, conflicts, agent feedback and rollout, deletion with cleanup, and
+//! a restart that writes nothing. Each test runs its own operator over its own MultusConfigs
+//! (label `e2e.multus.dev/test`), nodes and namespace.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::events::v1::Event;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use multus_crds::bundle::{
+    AgentState, MANAGED_BY_LABEL, NODE_ANNOTATION, NodeBundle, REMOVE_ANNOTATION,
+    node_configmap_name,
+};
+use multus_crds::status::condition;
+use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
+use multus_e2e::operator::{RunningOperator, TEST_LABEL, agent_reports, eventually};
+use multus_e2e::{ControlPlane, fixtures, unique_name};
+use multus_operator::catalog;
+use multus_operator::render::{RenderDefaults, render_node};
+
+const WAIT: Duration = Duration::from_secs(30);
+const POOL_LABEL: &str = "e2e.multus.dev/pool";
+const UPLINK_LABEL: &str = "e2e.multus.dev/uplink";
+
+/// One test's corner of the cluster.
+struct Env {
+    client: Client,
+    ns: String,
+    test: String,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Env {
+        let client = ControlPlane::shared().client().await.unwrap();
+        let test = unique_name(prefix);
+        fixtures::namespace(&client, &test).await.unwrap();
+        Env {
+            client,
+            ns: test.clone(),
+            test,
+        }
+    }
+
+    fn operator(&self) -> RunningOperator {
+        RunningOperator::start(
+            self.client.clone(),
+            &self.ns,
+            &self.test,
+            Duration::from_secs(60),
+        )
+    }
+
+    async fn node(&self, name: &str, uplink: &str) -> Node {
+        let pool = (POOL_LABEL, self.test.as_str());
+        let uplink = (UPLINK_LABEL, uplink);
+        fixtures::node(&self.client, name, &[pool, uplink], &[])
+            .await
+            .unwrap()
+    }
+
+    async fn nad(&self, name: &str, config: &str, node_config: Option<&str>) {
+        let mut annotations = BTreeMap::new();
+        if let Some(template) = node_config {
+            annotations.insert("operator.multus.dev/node-config", template);
+        }
+        let nad = json!({
+            "apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": { "name": name, "namespace": self.ns, "annotations": annotations },
+            "spec": { "config": config },
+        });
+        self.nads()
+            .patch(
+                name,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&nad),
+            )
+            .await
+            .unwrap();
+    }
+
+    fn nads(&self) -> Api<NetworkAttachmentDefinition> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn configs(&self) -> Api<MultusConfig> {
+        Api::all(self.client.clone())
+    }
+
+    fn configmaps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates a MultusConfig over this test's node pool and NAD namespace.
+    async fn config(&self, name: &str, extra: Value) -> MultusConfig {
+        let mut spec = json!({
+            "nodeSelector": { "matchLabels": { POOL_LABEL: self.test } },
+            "primary": { "file": "10-calico.conflist" },
+            "attachments": { "namespaceSelector": { "matchLabels": {
+                "kubernetes.io/metadata.name": self.ns } } },
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        let object = serde_json::from_value(json!({
+            "apiVersion": "operator.multus.dev/v1alpha1",
+            "kind": "MultusConfig",
+            "metadata": { "name": name, "labels": { TEST_LABEL: self.test } },
+            "spec": spec,
+        }))
+        .unwrap();
+        self.configs()
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap()
+    }
+
+    /// Bundle ConfigMaps by node name.
+    async fn bundles(&self) -> BTreeMap<String, ConfigMap> {
+        let list = self
+            .configmaps()
+            .list(&ListParams::default().labels(&format!("{MANAGED_BY_LABEL}=multus-operator")))
+            .await
+            .unwrap();
+        list.items
+            .into_iter()
+            .filter_map(|cm| {
+                let node = cm
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .get(NODE_ANNOTATION)?
+                    .clone();
+                Some((node, cm))
+            })
+            .collect()
+    }
+
+    async fn wait_bundles(
+        &self,
+        what: &str,
+        check: impl Fn(&BTreeMap<String, ConfigMap>) -> bool,
+    ) -> BTreeMap<String, ConfigMap> {
+        eventually(what, WAIT, || async {
+            let bundles = self.bundles().await;
+            if check(&bundles) {
+                Ok(bundles)
+            } else {
+                Err(format!("{:?}", bundles.keys().collect::<Vec<_>>()))
+            }
+        })
+        .await
+    }
+
+    async fn wait_condition(&self, config: &str, type_: &str, status: &str) -> MultusConfig {
+        eventually(&format!("{config} {type_}={status}"), WAIT, || async {
+            let c = self
+                .configs()
+                .get(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let found = c
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|x| x.type_ == type_))
+                .map(|x| (x.status.clone(), x.message.clone()));
+            match found {
+                Some((s, _)) if s == status => Ok(c),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+    }
+
+    async fn label_node(&self, node: &str, key: &str, value: Option<&str>) {
+        let patch = json!({ "metadata": { "labels": { key: value } } });
+        Api::<Node>::all(self.client.clone())
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+}
+
+fn bundle_of(cm: &ConfigMap) -> NodeBundle {
+    NodeBundle::from_configmap_data(cm.data.as_ref().unwrap()).unwrap()
+}
+
+fn file_json(cm: &ConfigMap, key: &str) -> Option<Value> {
+    cm.data
+        .as_ref()?
+        .get(key)
+        .and_then(|t| serde_json::from_str(t).ok())
+}
+
+const BRIDGE: &str = r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"br-e2e","ipam":{"type":"host-local","subnet":"10.99.0.0/16"}}"#;
+const MACVLAN_TEMPLATE: &str = r#"{"cniVersion":"0.3.1","type":"macvlan","master":"{{ node.labels[e2e.multus.dev/uplink] }}","mode":"bridge"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_config_three_nodes_two_nads_follow_every_change() {
+    let env = Env::new("bundles").await;
+    let nodes: Vec<String> = (1..=3).map(|i| format!("{}-n{i}", env.test)).collect();
+    for (i, n) in nodes.iter().enumerate() {
+        env.node(n, &format!("eth{}", i + 1)).await;
+    }
+    env.nad("plain", BRIDGE, None).await;
+    env.nad("perhost", "", Some(MACVLAN_TEMPLATE)).await;
+    let op = env.operator();
+    env.config(
+        "bundles",
+        json!({ "rollout": { "maxUnavailable": "100%" } }),
+    )
+    .await;
+
+    let bundles = env
+        .wait_bundles("three bundles with both attachments", |b| {
+            b.len() == 3
+                && b.values().all(|cm| {
+                    let d = cm.data.as_ref();
+                    d.is_some_and(|d| {
+                        d.contains_key(&format!("{}-plain.conf", env.ns))
+                            && d.contains_key(&format!("{}-perhost.conf", env.ns))
+                    })
+                })
+        })
+        .await;
+
+    // Exactly the files the pure renderer gives for the objects as the API server stores them.
+    let config = env.configs().get("bundles").await.unwrap();
+    let nads = env.nads().list(&ListParams::default()).await.unwrap().items;
+    let catalog = catalog::build(
+        config.spec.attachments.as_ref(),
+        &nads,
+        &BTreeMap::from([(
+            env.ns.clone(),
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), env.ns.clone())]),
+        )]),
+    )
+    .unwrap();
+    let defaults = RenderDefaults {
+        service_account: multus_crds::multus_config::ServiceAccountRef {
+            namespace: env.ns.clone(),
+            name: "multus".into(),
+        },
+    };
+    for (i, node_name) in nodes.iter().enumerate() {
+        let node = Api::<Node>::all(env.client.clone())
+            .get(node_name)
+            .await
+            .unwrap();
+        let expected = render_node(&config, &node, &catalog, &nads, &defaults)
+            .unwrap()
+            .bundle;
+        let cm = &bundles[node_name];
+        assert_eq!(
+            cm.metadata.name.as_deref(),
+            Some(node_configmap_name(node_name).as_str())
+        );
+        assert_eq!(
+            cm.data.as_ref().unwrap(),
+            &expected.to_configmap_data().unwrap(),
+            "bundle of {node_name}"
+        );
+        let perhost = file_json(cm, &format!("{}-perhost.conf", env.ns)).unwrap();
+        assert_eq!(perhost["master"], format!("eth{}", i + 1));
+        assert_eq!(perhost["name"], "perhost");
+        let owner = &cm.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.uid, config.metadata.uid.clone().unwrap());
+    }
+
+    // A node leaves the pool: its ConfigMap asks the agent to clean up, and goes once the
+    // agent confirms.
+    env.label_node(&nodes[2], POOL_LABEL, None).await;
+    let bundles = env
+        .wait_bundles("removal mark on the third node", |b| {
+            b.get(&nodes[2]).is_some_and(|cm| {
+                cm.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.get(REMOVE_ANNOTATION).map(String::as_str) == Some("true"))
+            })
+        })
+        .await;
+    let removed = bundles[&nodes[2]].metadata.name.clone().unwrap();
+    agent_reports(&env.client, &env.ns, &removed, AgentState::Removed, "", "")
+        .await
+        .unwrap();
+    env.wait_bundles("third node's ConfigMap deleted", |b| {
+        !b.contains_key(&nodes[2])
+    })
+    .await;
+
+    // A node joins the pool: it gets a bundle.
+    let fourth = format!("{}-n4", env.test);
+    env.node(&fourth, "eth4").await;
+    env.wait_bundles("bundle for the new node", |b| {
+        b.contains_key(&fourth) && b.len() == 3
+    })
+    .await;
+
+    // Editing a NAD reaches every bundle; deleting it removes the entry everywhere.
+    env.nad("plain", &BRIDGE.replace("br-e2e", "br-edited"), None)
+        .await;
+    let plain = format!("{}-plain.conf", env.ns);
+    env.wait_bundles("edited NAD in every bundle", |b| {
+        b.len() == 3
+            && b.values()
+                .all(|cm| file_json(cm, &plain).is_some_and(|v| v["bridge"] == "br-edited"))
+    })
+    .await;
+    env.nads()
+        .delete("plain", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_bundles("deleted NAD gone from every bundle", |b| {
+        b.len() == 3
+            && b.values()
+                .all(|cm| !cm.data.as_ref().is_some_and(|d| d.contains_key(&plain)))
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
+    let env = Env::new("invalid").await;
+    env.node(&format!("{}-n1", env.test), "eth1").await;
+    env.nad("good", BRIDGE, None).await;
+    env.nad("broken", r#"{"cniVersion":"0.3.1","type":"#, None)
+        .await;
+    let op = env.operator();
+    env.config("invalid", json!({})).await;
+
+    let config = env
+        .wait_condition("invalid", condition::INVALID_ATTACHMENTS, "True")
+        .await;
+    let status = config.status.unwrap();
+    let rejected: Vec<&str> = status
+        .attachments
+        .rejected
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(rejected, vec![format!("{}/broken", env.ns)]);
+    assert_eq!(status.attachments.rejected[0].reason, "InvalidJson");
+    assert_eq!(
+        status.attachments.materialized,
+        vec![format!("{}/good", env.ns)]
+    );
+
+    let bundles = env.wait_bundles("one bundle", |b| b.len() == 1).await;
+    for cm in bundles.values() {
+        let data = cm.data.as_ref().unwrap();
+        assert!(data.contains_key(&format!("{}-good.conf", env.ns)));
+        assert!(!data.keys().any(|k| k.contains("broken")));
+    }
+
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
+    let event = eventually("a Warning event on the broken NAD", WAIT, || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken"))
+            .ok_or_else(|| "no event yet".to_string())
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.reason.as_deref(), Some("InvalidJson"));
+    assert!(
+        event
+            .note
+            .unwrap_or_default()
+            .contains("not written to any node")
+    );
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
+    let env = Env::new("conflict").await;
+    let node = format!("{}-n1", env.test);
+    env.node(&node, "eth1").await;
+    let op = env.operator();
+    // Creation times have one-second resolution and ties go by name, so the names agree
+    // with the ages here; the age rule itself is unit-tested in `ownership`.
+    env.config("a-older", json!({})).await;
+    env.wait_bundles("bundle of the older config", |b| b.len() == 1)
+        .await;
+    env.config("b-newer", json!({})).await;
+    let newer = env
+        .wait_condition("b-newer", condition::CONFLICTED, "True")
+        .await;
+    let message = newer
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == condition::CONFLICTED)
+        .unwrap()
+        .message;
+    assert!(
+        message.contains(&format!("{node} (owned by a-older)")),
+        "{message}"
+    );
+    env.wait_condition("a-older", condition::CONFLICTED, "False")
+        .await;
+    let bundles = env.bundles().await;
+    let owner = &bundles[&node].metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.name, "a-older");
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_failure() {
+    let env = Env::new("rollout").await;
+    let nodes: Vec<String> = (1..=3).map(|i| format!("{}-n{i}", env.test)).collect();
+    for n in &nodes {
+        env.node(n, "eth1").await;
+    }
+    let op = env.operator();
+    env.config("rollout", json!({ "rollout": { "maxUnavailable": 1 } }))
+        .await;
+    let bundles = env.wait_bundles("three bundles", |b| b.len() == 3).await;
+
+    // Every agent applies the first bundle: the config becomes Ready, and kubectl can wait
+    // for it.
+    for cm in bundles.values() {
+        let hash = bundle_of(cm).manifest.bundle_hash;
+        agent_reports(
+            &env.client,
+            &env.ns,
+            cm.metadata.name.as_deref().unwrap(),
+            AgentState::Applied,
+            &hash,
+            "",
+        )
+        .await
+        .unwrap();
+    }
+    // kubectl blocks; keep it off the runtime the operator runs on.
+    let out = tokio::task::spawn_blocking(|| {
+        ControlPlane::shared().kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "mcfg/rollout",
+            "--timeout=30s",
+        ])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}; status: {:?}",
+        String::from_utf8_lossy(&out.stderr),
+        env.configs().get("rollout").await.unwrap().status
+    );
+    let status = env.configs().get("rollout").await.unwrap().status.unwrap();
+    assert_eq!(
+        (
+            status.nodes.selected,
+            status.nodes.updated,
+            status.nodes.ready,
+            status.nodes.failing
+        ),
+        (3, 3, 3, 0)
+    );
+    assert_eq!(status.ready_nodes, "3/3");
+
+    // A spec change rolls out one node at a time.
+    let patch = json!({ "spec": { "multus": { "logLevel": "debug" } } });
+    env.configs()
+        .patch("rollout", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let first = eventually("exactly one node updated", WAIT, || async {
+        let b = env.bundles().await;
+        let updated: Vec<String> = b
+            .iter()
+            .filter(|(_, cm)| {
+                file_json(cm, "00-multus.conf").is_some_and(|v| v["logLevel"] == "debug")
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if updated.len() == 1 {
+            Ok(updated[0].clone())
+        } else {
+            Err(format!("{updated:?}"))
+        }
+    })
+    .await;
+    assert_eq!(first, nodes[0], "nodes update in name order");
+    let status = eventually("status of generation 2", WAIT, || async {
+        let s = env
+            .configs()
+            .get("rollout")
+            .await
+            .map_err(|e| e.to_string())?
+            .status;
+        match s {
+            Some(s) if s.observed_generation == Some(2) => Ok(s),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        (status.nodes.updated, status.nodes.ready),
+        (1, 0),
+        "{status:?}"
+    );
+
+    // The first updated node fails: the rollout stops there and the status names it.
+    let cm = &env.bundles().await[&first];
+    let hash = bundle_of(cm).manifest.bundle_hash;
+    agent_reports(
+        &env.client,
+        &env.ns,
+        cm.metadata.name.as_deref().unwrap(),
+        AgentState::Failed,
+        &hash,
+        "cannot write 00-multus.conf: read-only file system",
+    )
+    .await
+    .unwrap();
+    let config = env
+        .wait_condition("rollout", condition::DEGRADED, "True")
+        .await;
+    let status = config.status.unwrap();
+    assert_eq!(status.failing_nodes[0].node, first);
+    assert!(
+        status.failing_nodes[0]
+            .message
+            .contains("read-only file system")
+    );
+    assert!(status.message.contains(&first), "{}", status.message);
+    let progressing = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::PROGRESSING)
+        .unwrap();
+    assert_eq!(progressing.reason, "RolloutHalted");
+    // The other two still hold the old bundle.
+    let b = env.bundles().await;
+    for n in &nodes[1..] {
+        assert!(
+            file_json(&b[n], "00-multus.conf").is_some_and(|v| v.get("logLevel").is_none()),
+            "{n} was updated"
+        );
+    }
+
+    // The failing node recovers: the next node gets the bundle.
+    agent_reports(
+        &env.client,
+        &env.ns,
+        cm.metadata.name.as_deref().unwrap(),
+        AgentState::Applied,
+        &hash,
+        "",
+    )
+    .await
+    .unwrap();
+    env.wait_bundles("second node updated", |b| {
+        file_json(&b[&nodes[1]], "00-multus.conf").is_some_and(|v| v["logLevel"] == "debug")
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
+    let env = Env::new("delete").await;
+    let nodes: Vec<String> = (1..=2).map(|i| format!("{}-n{i}", env.test)).collect();
+    for n in &nodes {
+        env.node(n, "eth1").await;
+    }
+    let op = env.operator();
+    env.config("doomed", json!({})).await;
+    let bundles = env.wait_bundles("two bundles", |b| b.len() == 2).await;
+    env.configs()
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let marked = env
+        .wait_bundles("both bundles marked for removal", |b| {
+            b.len() == 2
+                && b.values().all(|cm| {
+                    cm.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(REMOVE_ANNOTATION))
+                })
+        })
+        .await;
+    // One agent confirms; the MultusConfig must still exist, held by its finalizer.
+    agent_reports(
+        &env.client,
+        &env.ns,
+        marked[&nodes[0]].metadata.name.as_deref().unwrap(),
+        AgentState::Removed,
+        "",
+        "",
+    )
+    .await
+    .unwrap();
+    let waiting = eventually("status naming the node still cleaning up", WAIT, || async {
+        let c = env
+            .configs()
+            .get("doomed")
+            .await
+            .map_err(|e| e.to_string())?;
+        let message = c.status.map(|s| s.message).unwrap_or_default();
+        if message.contains("waiting for 1 node") {
+            Ok(message)
+        } else {
+            Err(message)
+        }
+    })
+    .await;
+    assert!(waiting.contains(&nodes[1]), "{waiting}");
+    assert!(env.configs().get_opt("doomed").await.unwrap().is_some());
+
+    agent_reports(
+        &env.client,
+        &env.ns,
+        bundles[&nodes[1]].metadata.name.as_deref().unwrap(),
+        AgentState::Removed,
+        "",
+        "",
+    )
+    .await
+    .unwrap();
+    eventually("MultusConfig gone", WAIT, || async {
+        match env.configs().get_opt("doomed").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    env.wait_bundles("ConfigMaps garbage collected", |b| b.is_empty())
+        .await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_the_operator_with_nothing_changed_writes_nothing() {
+    let env = Env::new("restart").await;
+    for i in 1..=3 {
+        env.node(&format!("{}-n{i}", env.test), "eth1").await;
+    }
+    env.nad("plain", BRIDGE, None).await;
+    env.nad("broken", "{", None).await;
+    let op = env.operator();
+    env.config("steady", json!({ "rollout": { "maxUnavailable": "100%" } }))
+        .await;
+    let bundles = env.wait_bundles("three bundles", |b| b.len() == 3).await;
+    for cm in bundles.values() {
+        let hash = bundle_of(cm).manifest.bundle_hash;
+        agent_reports(
+            &env.client,
+            &env.ns,
+            cm.metadata.name.as_deref().unwrap(),
+            AgentState::Applied,
+            &hash,
+            "",
+        )
+        .await
+        .unwrap();
+    }
+    env.wait_condition("steady", condition::READY, "True").await;
+    let reconciles_before = op.metrics.reconciles.get();
+    op.stop().await;
+    assert!(reconciles_before > 0);
+
+    let versions = |bundles: &BTreeMap<String, ConfigMap>| -> Vec<String> {
+        bundles
+            .values()
+            .map(|cm| cm.metadata.resource_version.clone().unwrap_or_default())
+            .collect()
+    };
+    let before_cms = versions(&env.bundles().await);
+    let before_config = env
+        .configs()
+        .get("steady")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+
+    let op = env.operator();
+    eventually("a completed reconcile after the restart", WAIT, || async {
+        let n = op.metrics.reconciled.get();
+        if n >= 1 { Ok(()) } else { Err(n.to_string()) }
+    })
+    .await;
+    assert_eq!(
+        op.metrics.total_writes(),
+        0,
+        "writes after restart:\n{}",
+        op.metrics.encode()
+    );
+    assert_eq!(versions(&env.bundles().await), before_cms);
+    assert_eq!(
+        env.configs()
+            .get("steady")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        before_config
+    );
+    op.stop().await;
+}

@@ -1,0 +1,200 @@
+//! The cluster controller: watches MultusConfigs, Nodes, NetworkAttachmentDefinitions,
+//! Namespaces and its own ConfigMaps, and reconciles every MultusConfig when any of them
+//! changes (there are few MultusConfigs; a reconcile renders from in-memory caches).
+
+mod apply;
+mod reconcile;
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use multus_crds::bundle::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
+
+use crate::admin::Readiness;
+use crate::metrics::Metrics;
+use crate::render::RenderDefaults;
+
+pub use reconcile::ReconcileError;
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "multus-operator";
+/// Finalizer that holds a deleted MultusConfig until agents removed their files.
+pub const FINALIZER: &str = "operator.multus.dev/cleanup";
+
+/// Operator settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace of the node ConfigMaps.
+    pub namespace: String,
+    pub defaults: RenderDefaults,
+    /// How long removal waits for an agent's confirmation before giving up on the node.
+    pub cleanup_timeout: Duration,
+    /// Events closer together than this are handled in one reconcile.
+    pub debounce: Duration,
+    /// Label selector limiting which MultusConfigs this operator manages (empty: all).
+    pub config_selector: Option<String>,
+}
+
+/// Caches the reconciler reads from.
+#[derive(Clone)]
+pub struct Stores {
+    pub configs: Store<MultusConfig>,
+    pub nodes: Store<Node>,
+    pub nads: Store<NetworkAttachmentDefinition>,
+    pub namespaces: Store<Namespace>,
+    pub configmaps: Store<ConfigMap>,
+}
+
+impl Stores {
+    async fn wait_synced(&self) -> Result<(), ReconcileError> {
+        let synced = async {
+            self.configs.wait_until_ready().await?;
+            self.nodes.wait_until_ready().await?;
+            self.nads.wait_until_ready().await?;
+            self.namespaces.wait_until_ready().await?;
+            self.configmaps.wait_until_ready().await
+        };
+        synced.await.map_err(|_| ReconcileError::CachesStopped)
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub stores: Stores,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+}
+
+/// Errors that stop the controller from running at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("caches never synced: {0}")]
+    NotSynced(String),
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    ready: Readiness,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), ControllerError> {
+    let wc = watcher::Config::default();
+    let (nodes, nodes_w) = reflector::store();
+    let (nads, nads_w) = reflector::store();
+    let (namespaces, namespaces_w) = reflector::store();
+    let (configmaps, configmaps_w) = reflector::store();
+    let node_events = reflector::reflector(
+        nodes_w,
+        watcher(Api::<Node>::all(client.clone()), wc.clone()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ())
+    .boxed();
+    let nad_events = reflector::reflector(
+        nads_w,
+        watcher(
+            Api::<NetworkAttachmentDefinition>::all(client.clone()),
+            wc.clone(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ())
+    .boxed();
+    let ns_events = reflector::reflector(
+        namespaces_w,
+        watcher(Api::<Namespace>::all(client.clone()), wc.clone()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ())
+    .boxed();
+    let cm_events = reflector::reflector(
+        configmaps_w,
+        watcher(
+            Api::<ConfigMap>::namespaced(client.clone(), &settings.namespace),
+            wc.clone()
+                .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .map(|_| ())
+    .boxed();
+
+    let config_wc = match &settings.config_selector {
+        Some(selector) => wc.clone().labels(selector),
+        None => wc.clone(),
+    };
+    let controller = Controller::new(Api::<MultusConfig>::all(client.clone()), config_wc)
+        .with_config(ControllerConfig::default().debounce(settings.debounce))
+        .reconcile_all_on(stream::select_all([
+            node_events,
+            nad_events,
+            ns_events,
+            cm_events,
+        ]))
+        .graceful_shutdown_on(shutdown);
+    let stores = Stores {
+        configs: controller.store(),
+        nodes,
+        nads,
+        namespaces,
+        configmaps,
+    };
+    let readiness_stores = stores.clone();
+    tokio::spawn(async move {
+        if readiness_stores.wait_synced().await.is_ok() {
+            tracing::info!("caches synced");
+            ready.set_ready();
+        }
+    });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        settings,
+        stores,
+        metrics,
+        recorder,
+    });
+    controller
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile did not complete");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+fn error_policy(config: Arc<MultusConfig>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(error.reason());
+    tracing::warn!(
+        multusconfig = config.metadata.name.as_deref().unwrap_or_default(),
+        reason = error.reason(),
+        error = %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,219 @@
+//! One reconcile: snapshot the caches, decide (pure), then apply and report.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
+
+use super::{Context, FINALIZER, apply};
+use crate::desired::{self, OwnedConfigMap, Snapshot};
+use crate::rollout::NodeState;
+use crate::status;
+
+/// How often a MultusConfig is looked at even when nothing changes.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Errors of one reconcile. Variant names are metric labels.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("the caches stopped before they synced")]
+    CachesStopped,
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot serialize {0}")]
+    Serialize(String),
+    #[error("waiting for {0} nodes to confirm cleanup")]
+    CleanupPending(usize),
+    #[error(transparent)]
+    Finalizer(#[from] Box<finalizer::Error<ReconcileError>>),
+}
+
+impl ReconcileError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::CachesStopped => "CachesStopped",
+            ReconcileError::Kube { .. } => "KubeApi",
+            ReconcileError::Serialize(_) => "Serialize",
+            ReconcileError::CleanupPending(_) => "CleanupPending",
+            ReconcileError::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
+                _ => "Finalizer",
+            },
+        }
+    }
+
+    pub(super) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+        let action = action.into();
+        move |source| ReconcileError::Kube { action, source }
+    }
+}
+
+pub async fn reconcile(
+    config: Arc<MultusConfig>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let span = tracing::info_span!("reconcile", multusconfig = %config.name_any());
+    async move {
+        let _timer = ctx.metrics.reconcile_started();
+        ctx.stores.wait_synced().await?;
+        let api: Api<MultusConfig> = Api::all(ctx.client.clone());
+        let action = finalizer(&api, FINALIZER, config, |event| async {
+            match event {
+                FinalizerEvent::Apply(c) => apply_config(&c, &ctx).await,
+                FinalizerEvent::Cleanup(c) => cleanup_config(&c, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| ReconcileError::Finalizer(Box::new(e)))?;
+        ctx.metrics.reconciled.inc();
+        Ok(action)
+    }
+    .instrument(span)
+    .await
+}
+
+/// The caches as owned data, so a [`Snapshot`] can borrow from it.
+struct Cached {
+    configs: Vec<Arc<MultusConfig>>,
+    nodes: Vec<Arc<k8s_openapi::api::core::v1::Node>>,
+    nads: Vec<NetworkAttachmentDefinition>,
+    namespaces: crate::catalog::NamespaceLabels,
+    owned: BTreeMap<String, OwnedConfigMap>,
+}
+
+fn cached(config: &MultusConfig, ctx: &Context) -> Cached {
+    let uid = config.meta().uid.clone().unwrap_or_default();
+    let owned = ctx
+        .stores
+        .configmaps
+        .state()
+        .iter()
+        .filter(|cm| cm.owner_references().iter().any(|o| o.uid == uid))
+        .filter_map(|cm| OwnedConfigMap::from_configmap(cm))
+        .map(|cm| (cm.node.clone(), cm))
+        .collect();
+    Cached {
+        configs: ctx.stores.configs.state(),
+        nodes: ctx.stores.nodes.state(),
+        nads: ctx
+            .stores
+            .nads
+            .state()
+            .iter()
+            .map(|n| (**n).clone())
+            .collect(),
+        namespaces: ctx
+            .stores
+            .namespaces
+            .state()
+            .iter()
+            .map(|ns| (ns.name_any(), ns.labels().clone()))
+            .collect(),
+        owned,
+    }
+}
+
+fn snapshot<'a>(config: &'a MultusConfig, cached: &'a Cached) -> Snapshot<'a> {
+    Snapshot {
+        config,
+        // The cache may lag behind the object being reconciled; use the object itself.
+        all_configs: std::iter::once(config)
+            .chain(
+                cached
+                    .configs
+                    .iter()
+                    .map(|c| c.as_ref())
+                    .filter(|c| c.metadata.uid != config.metadata.uid),
+            )
+            .collect(),
+        nodes: cached.nodes.iter().map(|n| n.as_ref()).collect(),
+        nads: cached.nads.clone(),
+        namespaces: cached.namespaces.clone(),
+        owned: cached.owned.clone(),
+        old_status: config.status.as_ref(),
+        now: Time(k8s_openapi::jiff::Timestamp::now()),
+    }
+}
+
+async fn apply_config(config: &MultusConfig, ctx: &Context) -> Result<Action, ReconcileError> {
+    let cached = cached(config, ctx);
+    let snap = snapshot(config, &cached);
+    let decisions = desired::decide(&snap, &ctx.settings.defaults, ctx.settings.cleanup_timeout);
+    apply::write_bundles(ctx, config, &decisions.write).await?;
+    apply::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
+    apply::delete_configmaps(ctx, &decisions.delete).await?;
+    apply::publish_findings(
+        ctx,
+        &snap.nads,
+        &decisions.new_rejections,
+        &decisions.new_warnings,
+    )
+    .await;
+    record_node_states(ctx, config, &decisions.findings.nodes);
+    let status = status::compute(&decisions.findings, snap.old_status, &snap.now);
+    apply::write_status(ctx, config, &status).await?;
+    Ok(match decisions.requeue_after {
+        Some(after) => Action::requeue(after.min(RESYNC)),
+        None => Action::requeue(RESYNC),
+    })
+}
+
+async fn cleanup_config(config: &MultusConfig, ctx: &Context) -> Result<Action, ReconcileError> {
+    let cached = cached(config, ctx);
+    let snap = snapshot(config, &cached);
+    let (decisions, pending) = desired::decide_cleanup(&snap, ctx.settings.cleanup_timeout);
+    apply::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
+    let status = status::compute(&decisions.findings, snap.old_status, &snap.now);
+    apply::write_status(ctx, config, &status).await?;
+    if pending.is_empty() {
+        tracing::info!("every node confirmed cleanup (or timed out); releasing the finalizer");
+        return Ok(Action::await_change());
+    }
+    tracing::info!(
+        pending = pending.len(),
+        "waiting for agents to confirm cleanup"
+    );
+    // An error keeps the finalizer; agent feedback or the error policy's requeue brings the
+    // next look.
+    Err(ReconcileError::CleanupPending(pending.len()))
+}
+
+fn record_node_states(ctx: &Context, config: &MultusConfig, nodes: &BTreeMap<String, NodeState>) {
+    let name = config.name_any();
+    for state in [
+        "missing", "outdated", "updating", "waiting", "ready", "failing",
+    ] {
+        let count = nodes
+            .values()
+            .filter(|s| {
+                let label = match s {
+                    NodeState::Missing => "missing",
+                    NodeState::Outdated => "outdated",
+                    NodeState::Updating => "updating",
+                    NodeState::Waiting => "waiting",
+                    NodeState::Ready => "ready",
+                    NodeState::Failing { .. } => "failing",
+                };
+                label == state
+            })
+            .count();
+        ctx.metrics
+            .nodes
+            .get_or_create(&crate::metrics::NodeStateLabel {
+                multusconfig: name.clone(),
+                state: state.into(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
