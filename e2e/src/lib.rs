@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 
 pub mod binaries;
+pub mod binaries_local;
 pub mod control_plane;
 pub mod fixtures;
+pub mod http;
 pub mod operator;
 pub mod pki;
 pub mod process;

@@ -52,18 +52,47 @@ pub struct Stores {
     pub nads: Store<NetworkAttachmentDefinition>,
     pub namespaces: Store<Namespace>,
     pub configmaps: Store<ConfigMap>,
+    /// Turns true once the caches above (except `configs`, which the controller itself waits
+    /// for) hold a full list.
+    synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Stores {
+    /// Waits until the caches are synced. Any number of tasks may wait here at once.
     async fn wait_synced(&self) -> Result<(), ReconcileError> {
-        let synced = async {
-            self.configs.wait_until_ready().await?;
-            self.nodes.wait_until_ready().await?;
-            self.nads.wait_until_ready().await?;
-            self.namespaces.wait_until_ready().await?;
-            self.configmaps.wait_until_ready().await
-        };
-        synced.await.map_err(|_| ReconcileError::CachesStopped)
+        let mut synced = self.synced.clone();
+        synced
+            .wait_for(|s| *s)
+            .await
+            .map(|_| ())
+            .map_err(|_| ReconcileError::CachesStopped)
+    }
+}
+
+/// Waits for each cache to hold its first full list. kube's `Store::wait_until_ready` wakes
+/// only one waiter reliably, so this task is the only one that calls it; everyone else
+/// waits on the watch channel it sets.
+async fn announce_sync(
+    nodes: Store<Node>,
+    nads: Store<NetworkAttachmentDefinition>,
+    namespaces: Store<Namespace>,
+    configmaps: Store<ConfigMap>,
+    tx: tokio::sync::watch::Sender<bool>,
+    ready: Readiness,
+) {
+    let synced = async {
+        nodes.wait_until_ready().await?;
+        nads.wait_until_ready().await?;
+        namespaces.wait_until_ready().await?;
+        configmaps.wait_until_ready().await
+    };
+    match synced.await {
+        Ok(()) => {
+            tracing::info!("caches synced");
+            let _ = tx.send(true);
+            ready.set_ready();
+        }
+        Err(e) => tracing::error!(error = %e, "caches stopped before they synced"),
     }
 }
 
@@ -102,7 +131,7 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects()
-    .map(|_| ())
+    .map(log_watch_error)
     .boxed();
     let nad_events = reflector::reflector(
         nads_w,
@@ -113,7 +142,7 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects()
-    .map(|_| ())
+    .map(log_watch_error)
     .boxed();
     let ns_events = reflector::reflector(
         namespaces_w,
@@ -121,7 +150,7 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects()
-    .map(|_| ())
+    .map(log_watch_error)
     .boxed();
     let cm_events = reflector::reflector(
         configmaps_w,
@@ -133,7 +162,7 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects()
-    .map(|_| ())
+    .map(log_watch_error)
     .boxed();
 
     let config_wc = match &settings.config_selector {
@@ -149,20 +178,23 @@ pub async fn run(
             cm_events,
         ]))
         .graceful_shutdown_on(shutdown);
+    let (synced_tx, synced) = tokio::sync::watch::channel(false);
+    tokio::spawn(announce_sync(
+        nodes.clone(),
+        nads.clone(),
+        namespaces.clone(),
+        configmaps.clone(),
+        synced_tx,
+        ready,
+    ));
     let stores = Stores {
         configs: controller.store(),
         nodes,
         nads,
         namespaces,
         configmaps,
+        synced,
     };
-    let readiness_stores = stores.clone();
-    tokio::spawn(async move {
-        if readiness_stores.wait_synced().await.is_ok() {
-            tracing::info!("caches synced");
-            ready.set_ready();
-        }
-    });
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -186,6 +218,14 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+/// Watch errors are retried with backoff by the watcher; they are logged so that a missing
+/// CRD or RBAC rule is visible.
+fn log_watch_error<K>(event: Result<K, watcher::Error>) {
+    if let Err(e) = event {
+        tracing::warn!(error = %e, "watch failed; retrying");
+    }
 }
 
 fn error_policy(config: Arc<MultusConfig>, error: &ReconcileError, ctx: Arc<Context>) -> Action {

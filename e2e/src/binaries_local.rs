@@ -1,0 +1,47 @@
+//! This workspace's own binaries, built on demand for tests that run them as processes.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::E2eError;
+
+/// Path of a binary of this workspace (`multus-operator`, `multus-node-agent`), built first
+/// with the cargo running the tests.
+pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf, E2eError> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "multus-operator",
+                "-p",
+                "multus-node-agent",
+                "--bins",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build of {package} failed: {status}"))
+        }
+    });
+    built.clone().map_err(E2eError::Binaries)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(bin);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(E2eError::Binaries(format!(
+            "{} was not built",
+            path.display()
+        )))
+    }
+}
