@@ -6,42 +6,56 @@ use std::sync::OnceLock;
 
 use crate::E2eError;
 
-/// Path of a binary of this workspace (`multus-operator`, `multus-node-agent`), built first
-/// with the cargo running the tests.
-pub fn workspace_bin(package: &str, bin: &str) -> Result<PathBuf, E2eError> {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
+/// Path of a debug binary of this workspace (`multus-operator`, `multus-node-agent`), built
+/// first with the cargo running the tests.
+pub fn workspace_bin(bin: &str) -> Result<PathBuf, E2eError> {
+    built_bin(bin, false)
+}
+
+/// Like [`workspace_bin`], optimized (for benchmarks).
+pub fn workspace_release_bin(bin: &str) -> Result<PathBuf, E2eError> {
+    built_bin(bin, true)
+}
+
+fn built_bin(bin: &str, release: bool) -> Result<PathBuf, E2eError> {
+    static DEBUG: OnceLock<Result<(), String>> = OnceLock::new();
+    static RELEASE: OnceLock<Result<(), String>> = OnceLock::new();
+    let once = if release { &RELEASE } else { &DEBUG };
+    let built = once.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut args = vec![
+            "build",
+            "-q",
+            "-p",
+            "multus-operator",
+            "-p",
+            "multus-node-agent",
+            "--bins",
+        ];
+        if release {
+            args.push("--release");
+        }
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "multus-operator",
-                "-p",
-                "multus-node-agent",
-                "--bins",
-            ])
+            .args(&args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
         if status.success() {
             Ok(())
         } else {
-            Err(format!("cargo build of {package} failed: {status}"))
+            Err(format!("cargo build of the workspace binaries failed: {status}"))
         }
     });
     built.clone().map_err(E2eError::Binaries)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("debug").join(bin);
+    let path = target
+        .join(if release { "release" } else { "debug" })
+        .join(bin);
     if path.exists() {
         Ok(path)
     } else {
-        Err(E2eError::Binaries(format!(
-            "{} was not built",
-            path.display()
-        )))
+        Err(E2eError::Binaries(format!("{} was not built", path.display())))
     }
 }

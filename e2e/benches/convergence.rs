@@ -1,0 +1,142 @@
+//! Operator convergence over many simulated nodes, against the real control plane:
+//! time until every node has its bundle, time from a NAD edit until every bundle carries it,
+//! operator memory, and API writes per node. Prints the figures; asserts nothing about them.
+//!
+//! `cargo bench -p multus-e2e --bench convergence` (NODES=200 by default).
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use multus_e2e::binaries_local::workspace_release_bin;
+use multus_e2e::{ControlPlane, fixtures, http};
+
+const POLL: Duration = Duration::from_millis(250);
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Polls until every bundle ConfigMap satisfies `done`; returns the elapsed time.
+async fn until_all(cms: &Api<ConfigMap>, nodes: usize, done: impl Fn(&ConfigMap) -> bool) -> Duration {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        let list = cms
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=multus-operator"))
+            .await
+            .expect("list ConfigMaps");
+        if list.items.iter().filter(|cm| done(cm)).count() == nodes {
+            return start.elapsed();
+        }
+        assert!(Instant::now() < deadline, "no convergence within 10 minutes");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let nodes: usize = std::env::var("NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(200);
+    let cp = tokio::task::spawn_blocking(ControlPlane::start).await.unwrap().expect("control plane");
+    let client = cp.client().await.unwrap();
+    let ns = "bench";
+    fixtures::namespace(&client, ns).await.unwrap();
+    for i in 0..nodes {
+        fixtures::node(&client, &format!("bench-node-{i:04}"), &[("pool", "bench")], &[]).await.unwrap();
+    }
+    let nad = |bridge: &str| {
+        json!({
+            "apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": { "name": "net", "namespace": ns },
+            "spec": { "config": format!(r#"{{"cniVersion":"0.3.1","type":"bridge","bridge":"{bridge}"}}"#) },
+        })
+    };
+    let nads: Api<multus_crds::NetworkAttachmentDefinition> = Api::namespaced(client.clone(), ns);
+    nads.patch("net", &PatchParams::apply("bench"), &Patch::Apply(&nad("br-one"))).await.unwrap();
+
+    let binary = tokio::task::spawn_blocking(|| workspace_release_bin("multus-operator"))
+        .await
+        .unwrap()
+        .expect("operator binary");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut operator = tokio::process::Command::new(binary)
+        .args(["run", "--namespace", ns, "--metrics-bind-address", &addr])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = operator.id().expect("operator running");
+    let idle_rss = loop {
+        if matches!(http::get(&addr, "/readyz").await, Ok((200, _))) {
+            break rss_kib(pid, "VmRSS:");
+        }
+        tokio::time::sleep(POLL).await;
+    };
+
+    let config = serde_json::from_value(json!({
+        "apiVersion": "operator.multus.dev/v1alpha1",
+        "kind": "MultusConfig",
+        "metadata": { "name": "bench" },
+        "spec": {
+            "nodeSelector": { "matchLabels": { "pool": "bench" } },
+            "primary": { "file": "10-calico.conflist" },
+            "attachments": {},
+            "rollout": { "maxUnavailable": "100%" },
+        },
+    }))
+    .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    Api::<multus_crds::MultusConfig>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    let has = |bridge: &'static str| {
+        move |cm: &ConfigMap| {
+            cm.data
+                .as_ref()
+                .and_then(|d| d.get("bench-net.conf"))
+                .is_some_and(|t| t.contains(bridge))
+        }
+    };
+    let initial = until_all(&cms, nodes, has("br-one")).await;
+    let writes_initial = metric(&http::get(&addr, "/metrics").await.unwrap().1, "multus_operator_api_writes_total");
+
+    nads.patch("net", &PatchParams::apply("bench"), &Patch::Apply(&nad("br-two"))).await.unwrap();
+    let edit = until_all(&cms, nodes, has("br-two")).await;
+    let metrics = http::get(&addr, "/metrics").await.unwrap().1;
+    let writes_total = metric(&metrics, "multus_operator_api_writes_total");
+    let reconciles = metric(&metrics, "multus_operator_reconciles_total");
+    let rss = rss_kib(pid, "VmRSS:");
+    let peak = rss_kib(pid, "VmHWM:");
+
+    println!("operator convergence, {nodes} simulated nodes, one MultusConfig, one NAD (release build, maxUnavailable 100%, polled every {} ms)", POLL.as_millis());
+    println!("  all {nodes} bundles written after creating the MultusConfig: {:>8.2} s", initial.as_secs_f64());
+    println!("  NAD edit until all {nodes} bundles carry it:              {:>8.2} s", edit.as_secs_f64());
+    println!("  operator RSS idle (caches synced, no work):           {:>8.1} MiB", idle_rss as f64 / 1024.0);
+    println!("  operator RSS after the edit:                           {:>8.1} MiB", rss as f64 / 1024.0);
+    println!("  operator peak RSS:                                     {:>8.1} MiB", peak as f64 / 1024.0);
+    println!("  API writes for the initial rollout:                    {:>8.0} ({:.2} per node)", writes_initial, writes_initial / nodes as f64);
+    println!("  API writes for the NAD edit:                           {:>8.0} ({:.2} per node)", writes_total - writes_initial, (writes_total - writes_initial) / nodes as f64);
+    println!("  reconciles in total:                                   {:>8.0}", reconciles);
+    let _ = operator.start_kill();
+    let _ = operator.wait().await;
+}
