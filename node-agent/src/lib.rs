@@ -1,5 +1,15 @@
-//! multus-node-agent: materializes one node's Multus bundle on the host.
+//! multus-node-agent: materializes one node's Multus bundle on the host. Pure planning
+//! (`plan`, `primary`, token scheduling) is separate from the filesystem (`fsops`,
+//! `hostpath`, `state`) and the cluster (`agent`, `token`).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod check;
 pub mod cli;
+pub mod fsops;
+pub mod hostpath;
+pub mod metrics;
+pub mod plan;
+pub mod primary;
+pub mod state;
+pub mod token;

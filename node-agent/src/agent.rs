@@ -1,0 +1,532 @@
+//! The agent loop: watch this node's bundle ConfigMap, the CNI directories (inotify) and the
+//! token clock; on any of them, plan and apply, then report on the ConfigMap.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Config};
+use notify::Watcher;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use multus_crds::bundle::{
+    AgentState, BundleManifest, NodeBundle, PrimaryRule, REMOVE_ANNOTATION, feedback,
+    node_configmap_name,
+};
+
+use crate::fsops::{self, WriteOutcome};
+use crate::hostpath::HostRoot;
+use crate::metrics::Metrics;
+use crate::plan::{self, NodeView, Plan, PrimaryView, Step};
+use crate::primary;
+use crate::state::OwnedFiles;
+use crate::token::{self, ApiEndpoint, Token};
+
+/// Field manager of the agent's writes (its feedback annotations).
+pub const FIELD_MANAGER: &str = "multus-node-agent";
+/// How often the agent re-checks the disk even without events.
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// Agent settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub node: String,
+    /// Namespace of the bundle ConfigMaps.
+    pub namespace: String,
+    pub host_root: PathBuf,
+    /// Host path of the owned-files record.
+    pub state_path: String,
+    /// Kubeconfig for the agent's own client; in-cluster config when absent.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Errors that stop the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("{0}")]
+    Path(#[from] crate::hostpath::PathError),
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+}
+
+/// What woke the loop.
+#[derive(Debug)]
+enum Wake {
+    Bundle(Option<Arc<ConfigMap>>),
+    Disk,
+}
+
+struct Agent {
+    settings: Settings,
+    root: HostRoot,
+    client: Client,
+    kube_config: Config,
+    state_file: PathBuf,
+    owned: OwnedFiles,
+    token: Option<Token>,
+    token_retry_at: i64,
+    /// Whether a token left by an earlier run was looked at.
+    adoption_tried: bool,
+    jitter: f64,
+    reported: BTreeMap<String, String>,
+    last_applied_hash: Option<String>,
+    metrics: Metrics,
+}
+
+/// Runs the agent until `shutdown` completes. Files are left in place on shutdown.
+pub async fn run(
+    settings: Settings,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let kube_config = token::load_config(settings.kubeconfig.as_deref())
+        .await
+        .map_err(AgentError::Client)?;
+    let client = Client::try_from(kube_config.clone()).map_err(AgentError::Client)?;
+    let root = HostRoot::new(&settings.host_root);
+    let state_file = root.resolve(&settings.state_path)?;
+    let owned = OwnedFiles::load(&state_file)?;
+    let mut agent = Agent {
+        root,
+        client: client.clone(),
+        kube_config,
+        state_file,
+        owned,
+        token: None,
+        token_retry_at: 0,
+        adoption_tried: false,
+        jitter: fastrand::f64(),
+        reported: BTreeMap::new(),
+        last_applied_hash: None,
+        metrics,
+        settings,
+    };
+
+    let (tx, mut rx) = mpsc::channel::<Wake>(64);
+    let cm_name = node_configmap_name(&agent.settings.node);
+    let api: Api<ConfigMap> = Api::namespaced(client, &agent.settings.namespace);
+    let cm_tx = tx.clone();
+    let watch = tokio::spawn(async move {
+        let config = watcher::Config::default().fields(&format!("metadata.name={cm_name}"));
+        let mut stream = watcher(api, config).default_backoff().boxed();
+        while let Some(event) = stream.next().await {
+            let wake = match event {
+                Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
+                    Wake::Bundle(Some(Arc::new(cm)))
+                }
+                Ok(watcher::Event::Delete(_)) => Wake::Bundle(None),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch of the bundle ConfigMap failed; retrying");
+                    continue;
+                }
+            };
+            if cm_tx.send(wake).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // inotify on the directories the agent writes into; events are coalesced below.
+    let disk_tx = tx.clone();
+    let mut fs_watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = disk_tx.try_send(Wake::Disk);
+            }
+        })
+        .ok();
+    let mut watched: Vec<PathBuf> = Vec::new();
+
+    let mut bundle_cm: Option<Arc<ConfigMap>> = None;
+    let mut have_bundle = false;
+    tokio::pin!(shutdown);
+    loop {
+        let next_token = agent.seconds_until_token_work(bundle_cm.as_deref());
+        let wait = next_token.map_or(RESYNC, |s| {
+            Duration::from_secs(s.clamp(1, RESYNC.as_secs()))
+        });
+        tokio::select! {
+            () = &mut shutdown => break,
+            wake = rx.recv() => match wake {
+                Some(Wake::Bundle(cm)) => { bundle_cm = cm; have_bundle = true; }
+                Some(Wake::Disk) => {}
+                None => break,
+            },
+            () = tokio::time::sleep(wait) => {}
+        }
+        // Coalesce a burst of events into one pass.
+        while let Ok(more) = rx.try_recv() {
+            if let Wake::Bundle(cm) = more {
+                bundle_cm = cm;
+                have_bundle = true;
+            }
+        }
+        if !have_bundle {
+            continue;
+        }
+        let dirs = agent.reconcile(bundle_cm.as_deref()).await;
+        if let Some(w) = fs_watcher.as_mut() {
+            for dir in dirs {
+                if !watched.contains(&dir)
+                    && w.watch(&dir, notify::RecursiveMode::NonRecursive).is_ok()
+                {
+                    watched.push(dir);
+                }
+            }
+        }
+    }
+    watch.abort();
+    tracing::info!("stopping; files stay in place");
+    Ok(())
+}
+
+impl Agent {
+    /// Seconds until the token needs attention, when a bundle wants a kubeconfig.
+    fn seconds_until_token_work(&self, cm: Option<&ConfigMap>) -> Option<u64> {
+        let manifest = cm.and_then(manifest_of)?;
+        let settings = manifest.kubeconfig.as_ref()?;
+        let now = now_secs();
+        let due = match &self.token {
+            Some(t) => token::refresh_at(t, &settings.refresh_before_expiry, self.jitter)
+                .max(self.token_retry_at),
+            None => self.token_retry_at,
+        };
+        Some(u64::try_from(due - now).unwrap_or(0))
+    }
+
+    /// One pass; returns the directories to watch.
+    async fn reconcile(&mut self, cm: Option<&ConfigMap>) -> Vec<PathBuf> {
+        let Some(cm) = cm else {
+            tracing::info!("no bundle ConfigMap for this node; leaving files as they are");
+            return vec![];
+        };
+        let data = cm.data.clone().unwrap_or_default();
+        let bundle = match NodeBundle::from_configmap_data(&data) {
+            Ok(b) => b,
+            Err(e) => {
+                self.report(cm, AgentState::Failed, None, None, &e.to_string())
+                    .await;
+                return vec![];
+            }
+        };
+        let dirs = self.target_dirs(&bundle.manifest);
+        for dir in &dirs {
+            let _ = fsops::remove_stale_temps(dir);
+        }
+        let remove = cm
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REMOVE_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        let plan = if remove {
+            plan::plan_removal(Some(&bundle), &self.owned)
+        } else {
+            let kubeconfig = self.kubeconfig_text(&bundle.manifest).await;
+            let view = NodeView {
+                primary: self.primary_view(&bundle.manifest.primary),
+                readiness_ok: self.readiness_ok(&bundle.manifest),
+                kubeconfig,
+                existing: self.existing_paths(&bundle),
+            };
+            plan::plan_apply(&bundle, &view, &self.owned)
+        };
+        let error = self.execute(&plan, &bundle.manifest.bundle_hash).err();
+        let (state, message) = match (&error, plan.state) {
+            (Some(e), _) => (AgentState::Failed, e.clone()),
+            (None, s) => (s, plan.message.clone().unwrap_or_default()),
+        };
+        let token_error = self.token_problem(&bundle.manifest);
+        let message = match (message.is_empty(), token_error) {
+            (true, Some(t)) => t,
+            (_, _) => message,
+        };
+        let applied = (state == AgentState::Applied).then(|| bundle.manifest.bundle_hash.clone());
+        self.metrics
+            .applied
+            .store(applied.is_some(), std::sync::atomic::Ordering::SeqCst);
+        self.report(
+            cm,
+            state,
+            applied.as_deref(),
+            plan.primary.as_deref(),
+            &message,
+        )
+        .await;
+        dirs
+    }
+
+    fn target_dirs(&self, manifest: &BundleManifest) -> Vec<PathBuf> {
+        let mut dirs: Vec<String> = manifest.files.iter().map(|f| f.dir.clone()).collect();
+        if let PrimaryRule::Auto { dir, .. } | PrimaryRule::File { dir, .. } = &manifest.primary {
+            dirs.push(dir.clone());
+        }
+        if let Some(kc) = &manifest.kubeconfig
+            && let Some((dir, _)) = kc.path.rsplit_once('/')
+        {
+            dirs.push(dir.to_string());
+        }
+        dirs.sort();
+        dirs.dedup();
+        dirs.iter()
+            .filter_map(|d| self.root.resolve(d).ok())
+            .inspect(|d| {
+                let _ = std::fs::create_dir_all(d);
+            })
+            .collect()
+    }
+
+    fn primary_view(&self, rule: &PrimaryRule) -> PrimaryView {
+        let (dir, name) = match rule {
+            PrimaryRule::NetworkAttachment { .. } => return PrimaryView::NotNeeded,
+            PrimaryRule::File { dir, name } => (dir, Some(name.clone())),
+            PrimaryRule::Auto { dir, exclude } => {
+                let Ok(resolved) = self.root.resolve(dir) else {
+                    return PrimaryView::Missing;
+                };
+                match primary::choose_auto(&resolved, dir, &self.owned, exclude) {
+                    Ok(found) => (dir, found),
+                    Err(_) => return PrimaryView::Missing,
+                }
+            }
+        };
+        let Some(name) = name else {
+            return PrimaryView::Missing;
+        };
+        let path = format!("{}/{name}", dir.trim_end_matches('/'));
+        match self.root.resolve(&path).map(std::fs::read_to_string) {
+            Ok(Ok(text)) if !text.trim().is_empty() => PrimaryView::Found { name, text },
+            _ => PrimaryView::Missing,
+        }
+    }
+
+    fn readiness_ok(&self, manifest: &BundleManifest) -> bool {
+        manifest
+            .readiness_indicator_file
+            .as_ref()
+            .is_none_or(|f| self.root.resolve(f).is_ok_and(|p| p.exists()))
+    }
+
+    fn existing_paths(&self, bundle: &NodeBundle) -> Vec<String> {
+        let mut paths: Vec<String> = bundle
+            .manifest
+            .files
+            .iter()
+            .map(|f| format!("{}/{}", f.dir.trim_end_matches('/'), f.name))
+            .collect();
+        if let Some(kc) = &bundle.manifest.kubeconfig {
+            paths.push(kc.path.clone());
+        }
+        paths
+            .into_iter()
+            .filter(|p| self.root.resolve(p).is_ok_and(|r| r.exists()))
+            .collect()
+    }
+
+    /// The kubeconfig text with a valid token, requesting a new token when due.
+    async fn kubeconfig_text(&mut self, manifest: &BundleManifest) -> Option<String> {
+        let settings = manifest.kubeconfig.as_ref()?;
+        let now = now_secs();
+        if self.token.is_none() && !self.adoption_tried && self.owned.owns(&settings.path) {
+            self.adoption_tried = true;
+            if let Ok(path) = self.root.resolve(&settings.path)
+                && let Ok(text) = std::fs::read_to_string(path)
+                && let Some(t) = token::adopt(&self.kube_config, settings, &text).await
+            {
+                tracing::info!(
+                    expires_at = t.expires_at,
+                    "kept the token of the existing kubeconfig"
+                );
+                self.metrics.token_expiry.set(t.expires_at);
+                self.token = Some(t);
+            }
+        }
+        if self.token.is_none() && !self.adoption_tried && self.owned.owns(&settings.path) {
+            self.adoption_tried = true;
+            if let Ok(path) = self.root.resolve(&settings.path)
+                && let Ok(text) = std::fs::read_to_string(path)
+                && let Some(t) = token::adopt(&self.kube_config, settings, &text).await
+            {
+                tracing::info!(
+                    expires_at = t.expires_at,
+                    "kept the token of the existing kubeconfig"
+                );
+                self.metrics.token_expiry.set(t.expires_at);
+                self.token = Some(t);
+            }
+        }
+        let due = match &self.token {
+            Some(t) => now >= token::refresh_at(t, &settings.refresh_before_expiry, self.jitter),
+            None => true,
+        };
+        if due && now >= self.token_retry_at {
+            match token::request(
+                &self.client,
+                &self.kube_config,
+                &self.settings.node,
+                settings,
+            )
+            .await
+            {
+                Ok(t) => {
+                    tracing::info!(
+                        expires_at = t.expires_at,
+                        "new ServiceAccount token verified"
+                    );
+                    self.metrics.token_rotations.inc();
+                    self.metrics.token_expiry.set(t.expires_at);
+                    self.token = Some(t);
+                    self.jitter = fastrand::f64();
+                    self.token_retry_at = 0;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "token request failed; keeping the current token");
+                    self.metrics.rotation_failures.inc();
+                    self.token_retry_at = now + token::RETRY_FLOOR.as_secs() as i64;
+                }
+            }
+        }
+        let token = self.token.as_ref().filter(|t| t.expires_at > now)?;
+        let endpoint = ApiEndpoint::resolve(&self.kube_config, settings);
+        Some(token::render_kubeconfig(&endpoint, token))
+    }
+
+    fn token_problem(&self, manifest: &BundleManifest) -> Option<String> {
+        manifest.kubeconfig.as_ref()?;
+        (self.token_retry_at > 0).then(|| "the last token request failed; retrying".to_string())
+    }
+
+    /// Runs the steps; ownership is recorded before a write and dropped after a removal.
+    fn execute(&mut self, plan: &Plan, bundle_hash: &str) -> Result<(), String> {
+        for step in &plan.steps {
+            match step {
+                Step::Write { path, bytes, mode } => {
+                    let resolved = self.root.resolve(path).map_err(|e| e.to_string())?;
+                    let existed_differently = std::fs::read(&resolved).is_ok_and(|b| &b != bytes);
+                    if !self.owned.owns(path) {
+                        self.owned.files.insert(path.clone());
+                        self.owned
+                            .save(&self.state_file)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    let outcome =
+                        fsops::write_atomic(&resolved, bytes, *mode).map_err(|e| e.to_string())?;
+                    if outcome == WriteOutcome::Written {
+                        self.metrics.files_written.inc();
+                        // The same bundle, a different file on disk: someone changed it.
+                        if existed_differently
+                            && self.last_applied_hash.as_deref() == Some(bundle_hash)
+                            && !path.ends_with(".kubeconfig")
+                        {
+                            self.metrics.drift_repairs.inc();
+                            tracing::warn!(path = %path, "repaired a file changed outside the agent");
+                        }
+                    }
+                }
+                Step::Remove { path } => {
+                    let resolved = self.root.resolve(path).map_err(|e| e.to_string())?;
+                    fsops::remove(&resolved).map_err(|e| e.to_string())?;
+                    self.owned.files.remove(path);
+                    self.owned
+                        .save(&self.state_file)
+                        .map_err(|e| e.to_string())?;
+                    tracing::info!(path = %path, "removed");
+                }
+            }
+        }
+        if plan.state == AgentState::Applied {
+            self.last_applied_hash = Some(bundle_hash.to_string());
+        }
+        Ok(())
+    }
+
+    /// Writes the feedback annotations when they changed.
+    async fn report(
+        &mut self,
+        cm: &ConfigMap,
+        state: AgentState,
+        applied: Option<&str>,
+        primary: Option<&str>,
+        error: &str,
+    ) {
+        let mut annotations = BTreeMap::from([
+            (feedback::STATE.to_string(), state.as_str().to_string()),
+            (feedback::LAST_ERROR.to_string(), error.to_string()),
+            (
+                feedback::PRIMARY.to_string(),
+                primary.unwrap_or_default().to_string(),
+            ),
+        ]);
+        if let Some(t) = &self.token {
+            annotations.insert(feedback::TOKEN_EXPIRY.to_string(), rfc3339(t.expires_at));
+        }
+        let previous_hash = self.reported.get(feedback::APPLIED_HASH).cloned();
+        match applied {
+            Some(hash) => {
+                annotations.insert(feedback::APPLIED_HASH.to_string(), hash.to_string());
+                let at = if previous_hash.as_deref() == Some(hash) {
+                    self.reported
+                        .get(feedback::APPLIED_AT)
+                        .cloned()
+                        .unwrap_or_default()
+                } else {
+                    rfc3339(now_secs())
+                };
+                annotations.insert(feedback::APPLIED_AT.to_string(), at);
+            }
+            None => {
+                for key in [feedback::APPLIED_HASH, feedback::APPLIED_AT] {
+                    if let Some(v) = self.reported.get(key) {
+                        annotations.insert(key.to_string(), v.clone());
+                    }
+                }
+            }
+        }
+        if annotations == self.reported {
+            return;
+        }
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        let patch = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": { "name": name, "annotations": annotations },
+        });
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        match api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(state = state.as_str(), error = error, "reported");
+                self.reported = annotations;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not report on the bundle ConfigMap"),
+        }
+    }
+}
+
+fn manifest_of(cm: &ConfigMap) -> Option<BundleManifest> {
+    let raw = cm.data.as_ref()?.get(multus_crds::bundle::MANIFEST_KEY)?;
+    serde_json::from_str(raw).ok()
+}
+
+fn now_secs() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+fn rfc3339(secs: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,114 @@
+//! Agent metrics and the `/metrics`, `/healthz`, `/readyz` endpoints. The token's expiry
+//! time is exported; the token never is.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub files_written: Counter,
+    pub drift_repairs: Counter,
+    pub token_rotations: Counter,
+    pub rotation_failures: Counter,
+    /// Unix time the current token expires.
+    pub token_expiry: Gauge,
+    /// Set once the current bundle is applied.
+    pub applied: Arc<AtomicBool>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("multus_node_agent");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            files_written: Counter::default(),
+            drift_repairs: Counter::default(),
+            token_rotations: Counter::default(),
+            rotation_failures: Counter::default(),
+            token_expiry: Gauge::default(),
+            applied: Arc::default(),
+        };
+        registry.register(
+            "files_written",
+            "Files written (changed bytes only)",
+            m.files_written.clone(),
+        );
+        registry.register(
+            "drift_repairs",
+            "Owned files restored after an outside change",
+            m.drift_repairs.clone(),
+        );
+        registry.register(
+            "token_rotations",
+            "Tokens requested and verified",
+            m.token_rotations.clone(),
+        );
+        registry.register(
+            "token_rotation_failures",
+            "Failed token requests",
+            m.rotation_failures.clone(),
+        );
+        registry.register(
+            "token_expiry_timestamp_seconds",
+            "Unix time the kubeconfig token expires",
+            m.token_expiry.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves the endpoints until `shutdown`; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Metrics>| async move { m.encode() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(m): State<Metrics>| async move {
+                if m.applied.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "bundle applied")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "bundle not applied")
+                }
+            }),
+        )
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    });
+    Ok(bound)
+}

@@ -1,0 +1,338 @@
+//! The host kubeconfig's ServiceAccount token: requested through the TokenRequest API,
+//! bound to this Node, verified with a SelfSubjectReview before it is written, and replaced
+//! before it expires. The token itself is never logged or reported.
+
+use base64::Engine as _;
+use k8s_openapi::api::authentication::v1::{
+    BoundObjectReference, SelfSubjectReview, TokenRequest, TokenRequestSpec,
+};
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use std::time::Duration;
+
+use multus_crds::bundle::KubeconfigSettings;
+
+/// Shortest wait between attempts when a request failed.
+pub const RETRY_FLOOR: Duration = Duration::from_secs(5);
+
+/// A verified token. `Debug` leaves the token out.
+#[derive(Clone)]
+pub struct Token {
+    secret: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Token {
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+/// Token errors; none of them carries the token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot read Node {node}: {source}")]
+    Node {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("TokenRequest for {account} failed: {source}")]
+    Request {
+        account: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("TokenRequest for {account} returned no token")]
+    Empty { account: String },
+    #[error("the new token for {account} does not authenticate: {reason}")]
+    Unverified { account: String, reason: String },
+}
+
+/// Where the API server is and which CA signs it, for the kubeconfig.
+#[derive(Clone, Debug)]
+pub struct ApiEndpoint {
+    pub server: String,
+    pub ca_pem: String,
+}
+
+impl ApiEndpoint {
+    /// From the agent's own client configuration, with the bundle's overrides.
+    pub fn resolve(config: &Config, settings: &KubeconfigSettings) -> ApiEndpoint {
+        let server = settings.server.clone().unwrap_or_else(|| {
+            config
+                .cluster_url
+                .to_string()
+                .trim_end_matches('/')
+                .to_string()
+        });
+        let ca_pem = settings.certificate_authority.clone().unwrap_or_else(|| {
+            let from_file = config
+                .root_cert_file
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok());
+            from_file.unwrap_or_else(|| {
+                config
+                    .root_cert
+                    .iter()
+                    .flatten()
+                    .map(|der| pem_encode(der))
+                    .collect::<Vec<_>>()
+                    .join("")
+            })
+        });
+        ApiEndpoint { server, ca_pem }
+    }
+}
+
+fn pem_encode(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// The host kubeconfig text: one cluster, one user with a literal token, one context.
+pub fn render_kubeconfig(endpoint: &ApiEndpoint, token: &Token) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(endpoint.ca_pem.as_bytes());
+    format!(
+        "# Written by multus-node-agent; replaced before the token expires.\napiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: multus\n  user:\n    token: {}\ncontexts:\n- name: multus-context\n  context:\n    cluster: local\n    user: multus\ncurrent-context: multus-context\n",
+        endpoint.server,
+        token.secret()
+    )
+}
+
+/// When to replace a token: `refresh_before` (a percentage of the lifetime or a duration)
+/// ahead of expiry, plus up to a tenth of that again as jitter (`jitter` in [0, 1)) so that
+/// nodes spread out; never sooner than the retry floor after issue.
+pub fn refresh_at(token: &Token, refresh_before: &str, jitter: f64) -> i64 {
+    let lifetime = (token.expires_at - token.issued_at).max(1);
+    let before = parse_refresh_before(refresh_before, lifetime);
+    let jitter = (before as f64 * 0.1 * jitter.clamp(0.0, 1.0)) as i64;
+    (token.expires_at - before - jitter).max(token.issued_at + RETRY_FLOOR.as_secs() as i64)
+}
+
+/// `20%` -> a fifth of `lifetime`; `10m`, `90s`, `1h` -> seconds. Falls back to 20%.
+pub fn parse_refresh_before(text: &str, lifetime: i64) -> i64 {
+    let text = text.trim();
+    let fallback = lifetime / 5;
+    if let Some(p) = text.strip_suffix('%') {
+        return p
+            .parse::<i64>()
+            .map(|p| lifetime * p / 100)
+            .unwrap_or(fallback);
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return fallback,
+    };
+    number.parse::<i64>().map(|n| n * scale).unwrap_or(fallback)
+}
+
+/// Requests a token for the configured account bound to `node`, and checks that it
+/// authenticates as that account before returning it.
+pub async fn request(
+    client: &Client,
+    kube_config: &Config,
+    node: &str,
+    settings: &KubeconfigSettings,
+) -> Result<Token, TokenError> {
+    let account = format!(
+        "{}/{}",
+        settings.service_account.namespace, settings.service_account.name
+    );
+    let node_obj = Api::<Node>::all(client.clone())
+        .get(node)
+        .await
+        .map_err(|source| TokenError::Node {
+            node: node.to_string(),
+            source,
+        })?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: (!settings.audiences.is_empty()).then(|| settings.audiences.clone()),
+            expiration_seconds: Some(settings.expiration_seconds),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.to_string()),
+                uid: node_obj.metadata.uid.clone(),
+            }),
+        }),
+        ..TokenRequest::default()
+    };
+    let response =
+        Api::<ServiceAccount>::namespaced(client.clone(), &settings.service_account.namespace)
+            .create_token_request(
+                &settings.service_account.name,
+                &PostParams::default(),
+                &request,
+            )
+            .await
+            .map_err(|source| TokenError::Request {
+                account: account.clone(),
+                source,
+            })?;
+    let status = response.status.ok_or_else(|| TokenError::Empty {
+        account: account.clone(),
+    })?;
+    let secret = status
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TokenError::Empty {
+            account: account.clone(),
+        })?;
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let expires_at = status
+        .expiration_timestamp
+        .map(|t| t.0.as_second())
+        .unwrap_or(now + settings.expiration_seconds);
+    let token = Token {
+        secret,
+        issued_at: now,
+        expires_at,
+    };
+    verify(kube_config, &account, &token).await?;
+    Ok(token)
+}
+
+/// SelfSubjectReview with the new token: it must authenticate as the account.
+async fn verify(kube_config: &Config, account: &str, token: &Token) -> Result<(), TokenError> {
+    let unverified = |reason: String| TokenError::Unverified {
+        account: account.to_string(),
+        reason,
+    };
+    let (namespace, name) = account.split_once('/').unwrap_or((account, ""));
+    let expected = format!("system:serviceaccount:{namespace}:{name}");
+    let mut config = kube_config.clone();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.secret().to_string().into()),
+        ..kube::config::AuthInfo::default()
+    };
+    let client = Client::try_from(config).map_err(|e| unverified(e.to_string()))?;
+    let review = Api::<SelfSubjectReview>::all(client)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|e| unverified(e.to_string()))?;
+    let user = review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_default();
+    if user == expected {
+        Ok(())
+    } else {
+        Err(unverified(format!(
+            "it authenticates as {user:?}, not {expected:?}"
+        )))
+    }
+}
+
+/// A token taken over from a kubeconfig the agent wrote earlier (so restarts do not churn
+/// the file), if it still authenticates as the account. Its times come from the JWT claims.
+pub async fn adopt(
+    kube_config: &Config,
+    settings: &KubeconfigSettings,
+    kubeconfig_text: &str,
+) -> Option<Token> {
+    let parsed: serde_yaml::Value = serde_yaml::from_str(kubeconfig_text).ok()?;
+    let secret = parsed["users"][0]["user"]["token"].as_str()?.to_string();
+    let claims = secret.split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    let token = Token {
+        issued_at: claims["iat"].as_i64()?,
+        expires_at: claims["exp"].as_i64()?,
+        secret,
+    };
+    if token.expires_at <= k8s_openapi::jiff::Timestamp::now().as_second() {
+        return None;
+    }
+    let account = format!(
+        "{}/{}",
+        settings.service_account.namespace, settings.service_account.name
+    );
+    verify(kube_config, &account, &token).await.ok()?;
+    Some(token)
+}
+
+/// Loads a kube client config from a kubeconfig file, or the in-cluster/default one.
+pub async fn load_config(kubeconfig: Option<&std::path::Path>) -> Result<Config, kube::Error> {
+    match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(kube::Error::InferKubeconfig)?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(kube::Error::InferKubeconfig)
+        }
+        None => Config::infer().await.map_err(kube::Error::InferConfig),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(issued: i64, expires: i64) -> Token {
+        Token {
+            secret: "s3cr3t".into(),
+            issued_at: issued,
+            expires_at: expires,
+        }
+    }
+
+    #[test]
+    fn refresh_points_follow_percentages_durations_and_jitter() {
+        let t = token(0, 3600);
+        assert_eq!(refresh_at(&t, "20%", 0.0), 2880);
+        assert_eq!(refresh_at(&t, "10m", 0.0), 3000);
+        assert_eq!(refresh_at(&t, "20%", 1.0), 2880 - 72);
+        // Never sooner than the retry floor after issue, whatever the setting.
+        assert_eq!(refresh_at(&t, "3600s", 1.0), 5);
+        assert_eq!(parse_refresh_before("nonsense", 3600), 720);
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let t = token(0, 10);
+        assert!(!format!("{t:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_kubeconfig_embeds_server_ca_and_token() {
+        let endpoint = ApiEndpoint {
+            server: "https://10.0.0.1:6443".into(),
+            ca_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+        };
+        let text = render_kubeconfig(&endpoint, &token(0, 10));
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(
+            parsed["clusters"][0]["cluster"]["server"],
+            "https://10.0.0.1:6443"
+        );
+        assert_eq!(parsed["users"][0]["user"]["token"], "s3cr3t");
+        assert_eq!(parsed["current-context"], "multus-context");
+    }
+}

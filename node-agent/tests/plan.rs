@@ -1,0 +1,159 @@
+//! The pure plan, on the operator's golden thin-auto bundle.
+
+use std::collections::BTreeMap;
+
+use multus_crds::bundle::{AgentState, NodeBundle};
+use multus_node_agent::plan::{NodeView, PrimaryView, Step, plan_apply, plan_removal};
+use multus_node_agent::state::OwnedFiles;
+
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../operator/testdata/golden/thin-auto"
+);
+const KUBECONFIG: &str = "/etc/cni/net.d/multus.d/multus.kubeconfig";
+
+fn bundle() -> NodeBundle {
+    let mut data = BTreeMap::new();
+    for entry in std::fs::read_dir(GOLDEN).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("completed-") {
+            continue;
+        }
+        data.insert(name, std::fs::read_to_string(entry.path()).unwrap());
+    }
+    NodeBundle::from_configmap_data(&data).unwrap()
+}
+
+fn calico() -> PrimaryView {
+    PrimaryView::Found {
+        name: "10-calico.conflist".into(),
+        text: std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../operator/testdata/10-calico.conflist"
+        ))
+        .unwrap(),
+    }
+}
+
+fn view(primary: PrimaryView) -> NodeView {
+    NodeView {
+        primary,
+        readiness_ok: true,
+        kubeconfig: Some("apiVersion: v1\nkind: Config\n".into()),
+        existing: vec![],
+    }
+}
+
+fn paths(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Write { path, .. } => format!("write {path}"),
+            Step::Remove { path } => format!("remove {path}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_apply_writes_kubeconfig_then_attachments_then_the_multus_config() {
+    let plan = plan_apply(&bundle(), &view(calico()), &OwnedFiles::default());
+    assert_eq!(plan.state, AgentState::Applied);
+    assert_eq!(plan.primary.as_deref(), Some("10-calico.conflist"));
+    assert_eq!(
+        paths(&plan.steps),
+        vec![
+            format!("write {KUBECONFIG}"),
+            "write /etc/cni/multus/net.d/team-a-backplane.conflist".to_string(),
+            "write /etc/cni/multus/net.d/team-a-storage.conf".to_string(),
+            "write /etc/cni/net.d/00-multus.conf".to_string(),
+        ]
+    );
+    let Step::Write { bytes, mode, .. } = &plan.steps[3] else {
+        panic!()
+    };
+    assert_eq!(*mode, 0o600);
+    let expected = std::fs::read(format!("{GOLDEN}/completed-with-10-calico")).unwrap();
+    assert_eq!(bytes, &expected, "the completed config is byte-exact");
+}
+
+#[test]
+fn nothing_is_written_while_the_primary_or_readiness_file_is_missing() {
+    let plan = plan_apply(
+        &bundle(),
+        &view(PrimaryView::Missing),
+        &OwnedFiles::default(),
+    );
+    assert_eq!(plan.state, AgentState::WaitingForPrimary);
+    assert!(plan.steps.is_empty());
+    assert!(
+        plan.message
+            .unwrap()
+            .contains("waiting for a primary CNI config in /etc/cni/net.d")
+    );
+
+    let mut not_ready = view(calico());
+    not_ready.readiness_ok = false;
+    let plan = plan_apply(&bundle(), &not_ready, &OwnedFiles::default());
+    assert_eq!(plan.state, AgentState::WaitingForPrimary);
+    assert!(plan.steps.is_empty());
+}
+
+#[test]
+fn without_a_verified_token_nothing_is_written() {
+    let mut no_token = view(calico());
+    no_token.kubeconfig = None;
+    let plan = plan_apply(&bundle(), &no_token, &OwnedFiles::default());
+    assert_eq!(plan.state, AgentState::Failed);
+    assert!(plan.steps.is_empty());
+}
+
+#[test]
+fn a_file_the_agent_does_not_own_is_never_overwritten() {
+    let mut foreign = view(calico());
+    foreign.existing = vec!["/etc/cni/net.d/00-multus.conf".into()];
+    let plan = plan_apply(&bundle(), &foreign, &OwnedFiles::default());
+    assert_eq!(plan.state, AgentState::Failed);
+    assert!(plan.steps.is_empty());
+    assert!(
+        plan.message
+            .unwrap()
+            .contains("refusing to overwrite /etc/cni/net.d/00-multus.conf")
+    );
+}
+
+#[test]
+fn owned_files_the_bundle_dropped_are_removed_after_the_writes() {
+    let mut owned = OwnedFiles::default();
+    owned
+        .files
+        .insert("/etc/cni/multus/net.d/team-a-old.conf".into());
+    let plan = plan_apply(&bundle(), &view(calico()), &owned);
+    assert_eq!(
+        paths(&plan.steps).last().map(String::as_str),
+        Some("remove /etc/cni/multus/net.d/team-a-old.conf")
+    );
+}
+
+#[test]
+fn removal_goes_multus_config_first_attachments_next_kubeconfig_last() {
+    let b = bundle();
+    let first = plan_apply(&b, &view(calico()), &OwnedFiles::default());
+    let mut owned = OwnedFiles::default();
+    for step in &first.steps {
+        if let Step::Write { path, .. } = step {
+            owned.files.insert(path.clone());
+        }
+    }
+    let plan = plan_removal(Some(&b), &owned);
+    assert_eq!(plan.state, AgentState::Removed);
+    assert_eq!(
+        paths(&plan.steps),
+        vec![
+            "remove /etc/cni/net.d/00-multus.conf".to_string(),
+            "remove /etc/cni/multus/net.d/team-a-backplane.conflist".to_string(),
+            "remove /etc/cni/multus/net.d/team-a-storage.conf".to_string(),
+            format!("remove {KUBECONFIG}"),
+        ]
+    );
+}
