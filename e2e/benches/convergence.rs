@@ -32,7 +32,11 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Polls until every bundle ConfigMap satisfies `done`; returns the elapsed time.
-async fn until_all(cms: &Api<ConfigMap>, nodes: usize, done: impl Fn(&ConfigMap) -> bool) -> Duration {
+async fn until_all(
+    cms: &Api<ConfigMap>,
+    nodes: usize,
+    done: impl Fn(&ConfigMap) -> bool,
+) -> Duration {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(600);
     loop {
@@ -43,20 +47,36 @@ async fn until_all(cms: &Api<ConfigMap>, nodes: usize, done: impl Fn(&ConfigMap)
         if list.items.iter().filter(|cm| done(cm)).count() == nodes {
             return start.elapsed();
         }
-        assert!(Instant::now() < deadline, "no convergence within 10 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "no convergence within 10 minutes"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let nodes: usize = std::env::var("NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(200);
-    let cp = tokio::task::spawn_blocking(ControlPlane::start).await.unwrap().expect("control plane");
+    let nodes: usize = std::env::var("NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let cp = tokio::task::spawn_blocking(ControlPlane::start)
+        .await
+        .unwrap()
+        .expect("control plane");
     let client = cp.client().await.unwrap();
     let ns = "bench";
     fixtures::namespace(&client, ns).await.unwrap();
     for i in 0..nodes {
-        fixtures::node(&client, &format!("bench-node-{i:04}"), &[("pool", "bench")], &[]).await.unwrap();
+        fixtures::node(
+            &client,
+            &format!("bench-node-{i:04}"),
+            &[("pool", "bench")],
+            &[],
+        )
+        .await
+        .unwrap();
     }
     let nad = |bridge: &str| {
         json!({
@@ -67,13 +87,23 @@ async fn main() {
         })
     };
     let nads: Api<multus_crds::NetworkAttachmentDefinition> = Api::namespaced(client.clone(), ns);
-    nads.patch("net", &PatchParams::apply("bench"), &Patch::Apply(&nad("br-one"))).await.unwrap();
+    nads.patch(
+        "net",
+        &PatchParams::apply("bench"),
+        &Patch::Apply(&nad("br-one")),
+    )
+    .await
+    .unwrap();
 
     let binary = tokio::task::spawn_blocking(|| workspace_release_bin("multus-operator"))
         .await
         .unwrap()
         .expect("operator binary");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let mut operator = tokio::process::Command::new(binary)
         .args(["run", "--namespace", ns, "--metrics-bind-address", &addr])
@@ -118,9 +148,18 @@ async fn main() {
         }
     };
     let initial = until_all(&cms, nodes, has("br-one")).await;
-    let writes_initial = metric(&http::get(&addr, "/metrics").await.unwrap().1, "multus_operator_api_writes_total");
+    let writes_initial = metric(
+        &http::get(&addr, "/metrics").await.unwrap().1,
+        "multus_operator_api_writes_total",
+    );
 
-    nads.patch("net", &PatchParams::apply("bench"), &Patch::Apply(&nad("br-two"))).await.unwrap();
+    nads.patch(
+        "net",
+        &PatchParams::apply("bench"),
+        &Patch::Apply(&nad("br-two")),
+    )
+    .await
+    .unwrap();
     let edit = until_all(&cms, nodes, has("br-two")).await;
     let metrics = http::get(&addr, "/metrics").await.unwrap().1;
     let writes_total = metric(&metrics, "multus_operator_api_writes_total");
@@ -128,15 +167,44 @@ async fn main() {
     let rss = rss_kib(pid, "VmRSS:");
     let peak = rss_kib(pid, "VmHWM:");
 
-    println!("operator convergence, {nodes} simulated nodes, one MultusConfig, one NAD (release build, maxUnavailable 100%, polled every {} ms)", POLL.as_millis());
-    println!("  all {nodes} bundles written after creating the MultusConfig: {:>8.2} s", initial.as_secs_f64());
-    println!("  NAD edit until all {nodes} bundles carry it:              {:>8.2} s", edit.as_secs_f64());
-    println!("  operator RSS idle (caches synced, no work):           {:>8.1} MiB", idle_rss as f64 / 1024.0);
-    println!("  operator RSS after the edit:                           {:>8.1} MiB", rss as f64 / 1024.0);
-    println!("  operator peak RSS:                                     {:>8.1} MiB", peak as f64 / 1024.0);
-    println!("  API writes for the initial rollout:                    {:>8.0} ({:.2} per node)", writes_initial, writes_initial / nodes as f64);
-    println!("  API writes for the NAD edit:                           {:>8.0} ({:.2} per node)", writes_total - writes_initial, (writes_total - writes_initial) / nodes as f64);
-    println!("  reconciles in total:                                   {:>8.0}", reconciles);
+    println!(
+        "operator convergence, {nodes} simulated nodes, one MultusConfig, one NAD (release build, maxUnavailable 100%, polled every {} ms)",
+        POLL.as_millis()
+    );
+    println!(
+        "  all {nodes} bundles written after creating the MultusConfig: {:>8.2} s",
+        initial.as_secs_f64()
+    );
+    println!(
+        "  NAD edit until all {nodes} bundles carry it:              {:>8.2} s",
+        edit.as_secs_f64()
+    );
+    println!(
+        "  operator RSS idle (caches synced, no work):           {:>8.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "  operator RSS after the edit:                           {:>8.1} MiB",
+        rss as f64 / 1024.0
+    );
+    println!(
+        "  operator peak RSS:                                     {:>8.1} MiB",
+        peak as f64 / 1024.0
+    );
+    println!(
+        "  API writes for the initial rollout:                    {:>8.0} ({:.2} per node)",
+        writes_initial,
+        writes_initial / nodes as f64
+    );
+    println!(
+        "  API writes for the NAD edit:                           {:>8.0} ({:.2} per node)",
+        writes_total - writes_initial,
+        (writes_total - writes_initial) / nodes as f64
+    );
+    println!(
+        "  reconciles in total:                                   {:>8.0}",
+        reconciles
+    );
     let _ = operator.start_kill();
     let _ = operator.wait().await;
 }

@@ -43,7 +43,9 @@ fn built_bin(bin: &str, release: bool) -> Result<PathBuf, E2eError> {
         if status.success() {
             Ok(())
         } else {
-            Err(format!("cargo build of the workspace binaries failed: {status}"))
+            Err(format!(
+                "cargo build of the workspace binaries failed: {status}"
+            ))
         }
     });
     built.clone().map_err(E2eError::Binaries)?;
@@ -56,6 +58,9 @@ fn built_bin(bin: &str, release: bool) -> Result<PathBuf, E2eError> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(E2eError::Binaries(format!("{} was not built", path.display())))
+        Err(E2eError::Binaries(format!(
+            "{} was not built",
+            path.display()
+        )))
     }
 }

@@ -7,6 +7,7 @@
 //! tests in one binary run in parallel without seeing each other.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod binaries;
 pub mod binaries_local;
 pub mod control_plane;

@@ -29,11 +29,10 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
     let ns = unique_name("process");
     fixtures::namespace(&client, &ns).await.unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let binary =
-        tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
-            .await
-            .unwrap()
-            .unwrap();
+    let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
+        .await
+        .unwrap()
+        .unwrap();
     let mut child = tokio::process::Command::new(binary)
         .args([
             "run",

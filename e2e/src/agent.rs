@@ -1,0 +1,130 @@
+//! Node agents as real processes, one per simulated node, each with its own host root.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+use crate::binaries_local::workspace_bin;
+use crate::{ControlPlane, E2eError, http};
+
+/// Host path of the agents' state file in tests (the default, under each host root).
+pub const STATE_FILE: &str = "/var/lib/multus-node-agent/owned-files.json";
+
+/// A running `multus-node-agent run`.
+pub struct RunningAgent {
+    pub node: String,
+    pub host_root: PathBuf,
+    pub metrics_addr: String,
+    child: Child,
+}
+
+impl RunningAgent {
+    /// Starts the agent for `node` with bundles from `namespace`, host files under
+    /// `host_root`, logs appended to `<host_root>/agent.log`.
+    pub async fn start(
+        cp: &ControlPlane,
+        namespace: &str,
+        node: &str,
+        host_root: &Path,
+    ) -> Result<RunningAgent, E2eError> {
+        let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-node-agent"))
+            .await
+            .map_err(|e| E2eError::Io(e.to_string()))??;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| E2eError::Io(e.to_string()))?;
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(host_root.join("agent.log"))
+            .map_err(|e| E2eError::Io(e.to_string()))?;
+        let child = Command::new(binary)
+            .args(["run", "--node-name", node, "--namespace", namespace])
+            .arg("--host-root")
+            .arg(host_root)
+            .arg("--kubeconfig")
+            .arg(&cp.kubeconfig)
+            .args(["--metrics-bind-address", &metrics_addr])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| E2eError::Io(format!("start agent: {e}")))?;
+        Ok(RunningAgent {
+            node: node.to_string(),
+            host_root: host_root.to_path_buf(),
+            metrics_addr,
+            child,
+        })
+    }
+
+    /// `GET /readyz` answers 200 (the current bundle is applied).
+    pub async fn is_ready(&self) -> bool {
+        matches!(http::get(&self.metrics_addr, "/readyz").await, Ok((200, _)))
+    }
+
+    pub async fn metrics(&self) -> String {
+        http::get(&self.metrics_addr, "/metrics")
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits (up to 20 s) for the exit status.
+    pub async fn terminate(mut self) -> Option<std::process::ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// The last lines of this agent's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.host_root.join("agent.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+/// Every regular file under `root` (relative path -> bytes), except the agent log.
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => {
+                    let rel = path
+                        .strip_prefix(root)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    if rel != "agent.log" {
+                        out.insert(rel, std::fs::read(&path).unwrap_or_default());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,544 @@
+//! The node agent as a real process against the real control plane, with the operator
+//! running in the test: files byte-exact, self-delegation regression over 50 restarts,
+//! inotify reaction and drift repair, the kubeconfig in every mode (upstream #1295), and
+//! removal on unselect versus nothing on SIGTERM.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use multus_crds::MultusConfig;
+use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule, feedback, node_configmap_name};
+use multus_crds::completion::{Primary, complete_multus_config};
+use multus_e2e::agent::{RunningAgent, snapshot};
+use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
+use multus_e2e::{ControlPlane, fixtures, unique_name};
+
+const WAIT: Duration = Duration::from_secs(60);
+const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
+const POOL: &str = "e2e.multus.dev/pool";
+
+struct Env {
+    cp: &'static ControlPlane,
+    client: Client,
+    ns: String,
+    test: String,
+    operator: Option<RunningOperator>,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Env {
+        let cp = ControlPlane::shared();
+        let client = cp.client().await.unwrap();
+        let test = unique_name(prefix);
+        fixtures::namespace(&client, &test).await.unwrap();
+        fixtures::service_account(&client, &test, "multus")
+            .await
+            .unwrap();
+        let operator =
+            RunningOperator::start(client.clone(), &test, &test, Duration::from_secs(60));
+        Env {
+            cp,
+            client,
+            ns: test.clone(),
+            test,
+            operator: Some(operator),
+        }
+    }
+
+    async fn node(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.test);
+        fixtures::node(&self.client, &name, &[(POOL, &self.test)], &[])
+            .await
+            .unwrap();
+        name
+    }
+
+    async fn config(&self, name: &str, node: &str, spec: Value) {
+        let mut full = json!({
+            "nodeSelector": { "matchLabels": { "kubernetes.io/hostname": node } },
+            "attachments": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": self.ns } } },
+            "rollout": { "maxUnavailable": "100%" },
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        let object: MultusConfig = serde_json::from_value(json!({
+            "apiVersion": "operator.multus.dev/v1alpha1",
+            "kind": "MultusConfig",
+            "metadata": { "name": name, "labels": { TEST_LABEL: self.test } },
+            "spec": full,
+        }))
+        .unwrap();
+        // Node selection by hostname label: give the node that label.
+        let patch = json!({ "metadata": { "labels": { "kubernetes.io/hostname": node } } });
+        Api::<Node>::all(self.client.clone())
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        Api::<MultusConfig>::all(self.client.clone())
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+    }
+
+    async fn nad(&self, name: &str, config: &str) {
+        let nad = json!({
+            "apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": { "name": name, "namespace": self.ns },
+            "spec": { "config": config },
+        });
+        Api::<multus_crds::NetworkAttachmentDefinition>::namespaced(self.client.clone(), &self.ns)
+            .patch(
+                name,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&nad),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn configmap(&self, node: &str) -> Option<ConfigMap> {
+        Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(&node_configmap_name(node))
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the agent's feedback annotation `state` has `value`.
+    async fn wait_state(&self, node: &str, value: &str) -> ConfigMap {
+        eventually(&format!("agent state {value} on {node}"), WAIT, || async {
+            let cm = self.configmap(node).await.ok_or("no ConfigMap")?;
+            let annotations = cm.metadata.annotations.clone().unwrap_or_default();
+            match annotations.get(feedback::STATE) {
+                Some(s) if s == value => Ok(cm),
+                other => Err(format!(
+                    "{other:?} {:?}",
+                    annotations.get(feedback::LAST_ERROR)
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn stop(mut self) {
+        if let Some(op) = self.operator.take() {
+            op.stop().await;
+        }
+    }
+}
+
+fn host_root_with_primary(primary: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/cni/net.d")).unwrap();
+    if primary {
+        std::fs::write(dir.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
+    }
+    dir
+}
+
+fn read(root: &Path, host_path: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(host_path.trim_start_matches('/'))).ok()
+}
+
+fn bundle_of(cm: &ConfigMap) -> NodeBundle {
+    NodeBundle::from_configmap_data(cm.data.as_ref().unwrap()).unwrap()
+}
+
+/// The Multus config the node should have, computed from the ConfigMap and the primary.
+fn expected_multus_config(bundle: &NodeBundle, primary_name: &str, primary: &str) -> String {
+    let (_, template) = bundle.file(FileRole::MultusConfig).unwrap();
+    let dir = match &bundle.manifest.primary {
+        PrimaryRule::Auto { dir, .. } | PrimaryRule::File { dir, .. } => dir.clone(),
+        PrimaryRule::NetworkAttachment { .. } => return template.to_string(),
+    };
+    complete_multus_config(
+        template,
+        bundle.manifest.mode,
+        &bundle.manifest.multus_path_prefix,
+        Primary {
+            dir: &dir,
+            name: primary_name,
+            text: primary,
+        },
+    )
+    .unwrap()
+}
+
+async fn token_user(cp: &ControlPlane, kubeconfig: &str) -> String {
+    let parsed: serde_yaml::Value = serde_yaml::from_str(kubeconfig).unwrap();
+    let token = parsed["users"][0]["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = cp.client_with_token(&token).await.unwrap();
+    fixtures::whoami(&client)
+        .await
+        .unwrap()
+        .username
+        .unwrap_or_default()
+}
+
+const BRIDGE: &str = r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"br-agent"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
+    let env = Env::new("exact").await;
+    let node = env.node("n1").await;
+    env.nad("backplane", BRIDGE).await;
+    let root = host_root_with_primary(true);
+    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+    env.config("exact", &node, json!({ "primary": { "auto": {} } }))
+        .await;
+
+    let cm = env.wait_state(&node, "Applied").await;
+    let bundle = bundle_of(&cm);
+    let annotations = cm.metadata.annotations.clone().unwrap();
+    assert_eq!(
+        annotations[feedback::APPLIED_HASH],
+        bundle.manifest.bundle_hash
+    );
+    assert_eq!(annotations[feedback::PRIMARY], "10-calico.conflist");
+    assert!(
+        !annotations.values().any(|v| v.contains("eyJ")),
+        "no token in annotations"
+    );
+
+    let multus = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
+    assert_eq!(
+        multus,
+        expected_multus_config(&bundle, "10-calico.conflist", CALICO)
+    );
+    let attachment = format!("/etc/cni/multus/net.d/{}-backplane.conf", env.ns);
+    assert_eq!(
+        read(root.path(), &attachment).unwrap(),
+        bundle.data[&format!("{}-backplane.conf", env.ns)]
+    );
+    for path in [
+        "/etc/cni/net.d/00-multus.conf",
+        attachment.as_str(),
+        "/etc/cni/net.d/multus.d/multus.kubeconfig",
+    ] {
+        let mode = std::fs::metadata(root.path().join(path.trim_start_matches('/')))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{path}");
+    }
+    let kubeconfig = read(root.path(), "/etc/cni/net.d/multus.d/multus.kubeconfig").unwrap();
+    assert_eq!(
+        token_user(env.cp, &kubeconfig).await,
+        format!("system:serviceaccount:{}:multus", env.ns)
+    );
+    // The state file is outside every CNI directory.
+    assert!(
+        root.path()
+            .join("var/lib/multus-node-agent/owned-files.json")
+            .exists()
+    );
+    assert!(
+        agent
+            .metrics()
+            .await
+            .contains("multus_node_agent_token_expiry_timestamp_seconds")
+    );
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselves() {
+    let env = Env::new("restarts").await;
+    let node = env.node("n1").await;
+    let root = host_root_with_primary(true);
+    env.config("restarts", &node, json!({ "primary": { "auto": {} } }))
+        .await;
+    let first = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+    env.wait_state(&node, "Applied").await;
+    eventually("agent ready", WAIT, || async {
+        if first.is_ready().await {
+            Ok(())
+        } else {
+            Err(first.log_tail())
+        }
+    })
+    .await;
+    assert!(first.terminate().await.is_some_and(|s| s.success()));
+    let before = snapshot(root.path());
+    let files: Vec<&String> = before.keys().collect();
+    assert_eq!(
+        files,
+        [
+            "etc/cni/net.d/00-multus.conf",
+            "etc/cni/net.d/10-calico.conflist",
+            "etc/cni/net.d/multus.d/multus.kubeconfig",
+            "var/lib/multus-node-agent/owned-files.json",
+        ]
+    );
+
+    for round in 0..50 {
+        let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+            .await
+            .unwrap();
+        eventually(
+            &format!("agent ready after restart {round}"),
+            WAIT,
+            || async {
+                if agent.is_ready().await {
+                    Ok(())
+                } else {
+                    Err(agent.log_tail())
+                }
+            },
+        )
+        .await;
+        let cm = env.configmap(&node).await.unwrap();
+        let primary = cm.metadata.annotations.unwrap_or_default()[feedback::PRIMARY].clone();
+        assert_eq!(
+            primary, "10-calico.conflist",
+            "restart {round} chose {primary}"
+        );
+        assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    }
+    let after = snapshot(root.path());
+    assert_eq!(before, after, "50 restarts changed or created files");
+    let multus: Value = serde_json::from_slice(&after["etc/cni/net.d/00-multus.conf"]).unwrap();
+    assert_eq!(multus["delegates"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        multus["delegates"][0]["name"], "k8s-pod-network",
+        "never nested into itself"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it_waits() {
+    let env = Env::new("waiting").await;
+    let node = env.node("n1").await;
+    let root = host_root_with_primary(false);
+    // A stale Multus config of our own name is not a primary.
+    std::fs::write(
+        root.path().join("etc/cni/net.d/00-multus.conf.cilium_bak"),
+        "{}",
+    )
+    .unwrap();
+    env.config("waiting", &node, json!({ "primary": { "auto": {} } }))
+        .await;
+    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+    let cm = env.wait_state(&node, "WaitingForPrimary").await;
+    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
+    assert!(
+        message.contains("waiting for a primary CNI config in /etc/cni/net.d"),
+        "{message}"
+    );
+    assert!(read(root.path(), "/etc/cni/net.d/00-multus.conf").is_none());
+    assert!(!agent.is_ready().await);
+
+    // The primary appears: the config follows within a second (inotify).
+    let written = Instant::now();
+    std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
+    let deadline = written + Duration::from_secs(1);
+    loop {
+        if read(root.path(), "/etc/cni/net.d/00-multus.conf").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no config within 1 s of the primary appearing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "config written {:?} after the primary appeared",
+        written.elapsed()
+    );
+
+    // An edited primary is re-rendered.
+    std::fs::write(
+        root.path().join("etc/cni/net.d/10-calico.conflist"),
+        CALICO.replace("k8s-pod-network", "k8s-pod-network-v2"),
+    )
+    .unwrap();
+    eventually("re-rendered primary", WAIT, || async {
+        match read(root.path(), "/etc/cni/net.d/00-multus.conf") {
+            Some(t) if t.contains("k8s-pod-network-v2") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // An owned file edited or deleted by hand is restored.
+    let good = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
+    std::fs::write(root.path().join("etc/cni/net.d/00-multus.conf"), "{}").unwrap();
+    eventually("edited config restored", WAIT, || async {
+        if read(root.path(), "/etc/cni/net.d/00-multus.conf").as_deref() == Some(good.as_str()) {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    })
+    .await;
+    std::fs::remove_file(root.path().join("etc/cni/net.d/00-multus.conf")).unwrap();
+    eventually("deleted config restored", WAIT, || async {
+        if read(root.path(), "/etc/cni/net.d/00-multus.conf").as_deref() == Some(good.as_str()) {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    })
+    .await;
+    let metrics = agent.metrics().await;
+    let repairs: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("multus_node_agent_drift_repairs_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(repairs >= 2.0, "drift repairs counted: {metrics}");
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() {
+    // Regression for upstream #1295: 4.0.x wrote the kubeconfig only for auto mode.
+    let env = Env::new("modes").await;
+    env.nad(
+        "pod-network",
+        r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"cni0"}"#,
+    )
+    .await;
+    let primaries = [
+        ("auto", json!({ "auto": {} })),
+        ("file", json!({ "file": "10-calico.conflist" })),
+        (
+            "nad",
+            json!({ "networkAttachment": format!("{}/pod-network", env.ns) }),
+        ),
+    ];
+    let mut running = Vec::new();
+    for mode in ["thin", "thick"] {
+        for (source, primary) in &primaries {
+            let node = env.node(&format!("{mode}-{source}")).await;
+            let root = host_root_with_primary(true);
+            env.config(
+                &format!("{mode}-{source}"),
+                &node,
+                json!({ "mode": mode, "primary": primary }),
+            )
+            .await;
+            let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+                .await
+                .unwrap();
+            running.push((mode, *source, node, root, agent));
+        }
+    }
+    for (mode, source, node, root, _) in &running {
+        env.wait_state(node, "Applied").await;
+        let kubeconfig = read(root.path(), "/etc/cni/net.d/multus.d/multus.kubeconfig")
+            .unwrap_or_else(|| panic!("{mode}/{source}: no kubeconfig"));
+        assert_eq!(
+            token_user(env.cp, &kubeconfig).await,
+            format!("system:serviceaccount:{}:multus", env.ns),
+            "{mode}/{source}"
+        );
+        let multus: Value =
+            serde_json::from_str(&read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap())
+                .unwrap();
+        let expected_type = if *mode == "thin" {
+            "multus"
+        } else {
+            "multus-shim"
+        };
+        assert_eq!(multus["type"], expected_type, "{mode}/{source}");
+        if *mode == "thick" {
+            assert!(
+                read(root.path(), "/etc/cni/net.d/multus.d/daemon-config.json").is_some(),
+                "{mode}/{source}"
+            );
+        }
+    }
+    for (_, _, _, _, agent) in running {
+        agent.terminate().await;
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files() {
+    let env = Env::new("unselect").await;
+    let node = env.node("n1").await;
+    env.nad("backplane", BRIDGE).await;
+    let root = host_root_with_primary(true);
+    // A foreign file in each directory the agent writes to.
+    std::fs::create_dir_all(root.path().join("etc/cni/multus/net.d")).unwrap();
+    std::fs::write(
+        root.path().join("etc/cni/multus/net.d/zz-foreign.conf"),
+        BRIDGE,
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.path().join("etc/cni/net.d/multus.d")).unwrap();
+    std::fs::write(root.path().join("etc/cni/net.d/multus.d/notes.txt"), "keep").unwrap();
+    env.config("unselect", &node, json!({ "primary": { "auto": {} } }))
+        .await;
+
+    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+    env.wait_state(&node, "Applied").await;
+    let applied = snapshot(root.path());
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    assert_eq!(
+        snapshot(root.path()),
+        applied,
+        "SIGTERM removed or changed files"
+    );
+
+    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+    let patch = json!({ "metadata": { "labels": { "kubernetes.io/hostname": "elsewhere" } } });
+    Api::<Node>::all(env.client.clone())
+        .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(
+        "ConfigMap deleted after the agent confirmed removal",
+        WAIT,
+        || async {
+            match env.configmap(&node).await {
+                None => Ok(()),
+                Some(cm) => Err(format!("{:?}", cm.metadata.annotations)),
+            }
+        },
+    )
+    .await;
+    let left: Vec<String> = snapshot(root.path()).into_keys().collect();
+    assert_eq!(
+        left,
+        vec![
+            "etc/cni/multus/net.d/zz-foreign.conf",
+            "etc/cni/net.d/10-calico.conflist",
+            "etc/cni/net.d/multus.d/notes.txt",
+            "var/lib/multus-node-agent/owned-files.json",
+        ]
+    );
+    let state: Value = serde_json::from_str(
+        &read(root.path(), "/var/lib/multus-node-agent/owned-files.json").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["files"], json!([]));
+    agent.terminate().await;
+    env.stop().await;
+}
