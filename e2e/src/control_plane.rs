@@ -9,8 +9,8 @@ use kube::{Client, Config};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::binaries::bin;
@@ -58,7 +58,9 @@ pub struct ControlPlane {
     pub pki: Pki,
     /// Seconds from start to ready.
     pub startup: Duration,
-    processes: Vec<Supervised>,
+    processes: Mutex<Vec<Supervised>>,
+    /// How kube-apiserver was started, to start it again after [`Self::stop_apiserver`].
+    apiserver_args: Vec<String>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -156,6 +158,7 @@ impl ControlPlane {
             &apiserver_args,
             &dir.join("kube-apiserver.log"),
         )?);
+        let apiserver_args_kept = apiserver_args.clone();
 
         let kubeconfig = dir.join("admin.kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &pki.ca_pem, &token))
@@ -167,7 +170,8 @@ impl ControlPlane {
             kubeconfig,
             pki,
             startup: Duration::ZERO,
-            processes,
+            processes: Mutex::new(processes),
+            apiserver_args: apiserver_args_kept,
         };
         cp.wait_ready("kube-apiserver", "/readyz")?;
 
@@ -189,7 +193,7 @@ impl ControlPlane {
             &kcm_args,
             &cp.dir.join("kube-controller-manager.log"),
         )?;
-        cp.processes.push(kcm);
+        cp.lock().push(kcm);
         cp.install_crds()?;
         cp.wait_for_default_service_account()?;
         cp.startup = began.elapsed();
@@ -232,12 +236,12 @@ impl ControlPlane {
             .map_err(io("run kubectl"))
     }
 
-    fn wait_ready(&mut self, component: &str, path: &str) -> Result<(), E2eError> {
+    fn wait_ready(&self, component: &str, path: &str) -> Result<(), E2eError> {
         let kubectl = bin("kubectl")?;
         let kubeconfig = self.kubeconfig.clone();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let processes = &mut self.processes;
+            let mut processes = self.lock();
             if let Some(i) = (0..processes.len()).find(|&i| !processes[i].running()) {
                 return Err(E2eError::Exited {
                     component: processes[i].name.clone(),
@@ -255,7 +259,7 @@ impl ControlPlane {
             }
             if Instant::now() >= deadline {
                 let log = self
-                    .processes
+                    .lock()
                     .iter()
                     .find(|p| p.name == component)
                     .map(Supervised::log_tail)
@@ -322,7 +326,7 @@ impl ControlPlane {
 
     /// The serviceaccount controller creates `default` in every namespace; waiting for it
     /// proves kube-controller-manager is working.
-    fn wait_for_default_service_account(&mut self) -> Result<(), E2eError> {
+    fn wait_for_default_service_account(&self) -> Result<(), E2eError> {
         let kubectl = bin("kubectl")?;
         let kubeconfig = self.kubeconfig.clone();
         let ready = wait_until(READY_TIMEOUT, || {
@@ -337,7 +341,7 @@ impl ControlPlane {
             Ok(())
         } else {
             let log = self
-                .processes
+                .lock()
                 .iter()
                 .find(|p| p.name == "kube-controller-manager")
                 .map(Supervised::log_tail)
@@ -350,9 +354,36 @@ impl ControlPlane {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Supervised>> {
+        // A panic while holding the lock leaves the list itself intact.
+        self.processes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops kube-apiserver (etcd and kube-controller-manager keep running), to test
+    /// behaviour while the API server is unreachable.
+    pub fn stop_apiserver(&self) {
+        let mut processes = self.lock();
+        if let Some(i) = processes.iter().position(|p| p.name == "kube-apiserver") {
+            let mut p = processes.remove(i);
+            p.stop();
+        }
+    }
+
+    /// Starts kube-apiserver again on the same port and waits until it is ready.
+    pub fn start_apiserver(&self) -> Result<(), E2eError> {
+        let p = Supervised::start(
+            "kube-apiserver",
+            &bin("kube-apiserver")?,
+            &self.apiserver_args,
+            &self.dir.join("kube-apiserver.log"),
+        )?;
+        self.lock().push(p);
+        self.wait_ready("kube-apiserver", "/readyz")
+    }
+
     /// Stops every process, newest first, and removes the state directory.
     pub fn stop(&mut self) {
-        while let Some(mut p) = self.processes.pop() {
+        while let Some(mut p) = self.lock().pop() {
             p.stop();
         }
         let _ = std::fs::remove_dir_all(&self.dir);

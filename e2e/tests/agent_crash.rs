@@ -1,0 +1,172 @@
+//! 100 SIGKILLs of the agent at random points during a storm of bundle updates: every file
+//! on disk parses and is one of the versions the bundle had, and the next start leaves no
+//! temp file and converges. Regression for empty or half-written configs (upstream #1155).
+
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use multus_crds::MultusConfig;
+use multus_crds::bundle::{NodeBundle, feedback, node_configmap_name};
+use multus_e2e::agent::{RunningAgent, snapshot};
+use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
+use multus_e2e::{ControlPlane, fixtures, unique_name};
+
+const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file() {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await.unwrap();
+    let ns = unique_name("crash");
+    fixtures::namespace(&client, &ns).await.unwrap();
+    fixtures::service_account(&client, &ns, "multus")
+        .await
+        .unwrap();
+    let node = format!("{ns}-n1");
+    fixtures::node(&client, &node, &[("pool", &ns)], &[])
+        .await
+        .unwrap();
+    let operator = RunningOperator::start(client.clone(), &ns, &ns, Duration::from_secs(60));
+    let nads: Api<multus_crds::NetworkAttachmentDefinition> = Api::namespaced(client.clone(), &ns);
+    let set_bridge = |i: usize| {
+        json!({
+            "apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": { "name": "storm", "namespace": ns },
+            "spec": { "config": format!(r#"{{"cniVersion":"0.3.1","type":"bridge","bridge":"br-{i}"}}"#) },
+        })
+    };
+    nads.patch(
+        "storm",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&set_bridge(0)),
+    )
+    .await
+    .unwrap();
+    let config: MultusConfig = serde_json::from_value(json!({
+        "apiVersion": "operator.multus.dev/v1alpha1",
+        "kind": "MultusConfig",
+        "metadata": { "name": ns, "labels": { TEST_LABEL: ns } },
+        "spec": {
+            "nodeSelector": { "matchLabels": { "pool": ns } },
+            "primary": { "auto": {} },
+            "attachments": {},
+            "rollout": { "maxUnavailable": "100%" },
+        },
+    }))
+    .unwrap();
+    Api::<MultusConfig>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/cni/net.d")).unwrap();
+    std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
+    let attachment = format!("etc/cni/multus/net.d/{ns}-storm.conf");
+
+    let mut kills_with_temp = 0;
+    for i in 1..=100 {
+        let agent = RunningAgent::start(cp, &ns, &node, root.path())
+            .await
+            .unwrap();
+        nads.patch(
+            "storm",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&set_bridge(i)),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..400))).await;
+        agent.kill().await;
+
+        let files = snapshot(root.path());
+        for (path, bytes) in &files {
+            if path.contains(".multus-agent-") {
+                kills_with_temp += 1;
+                continue;
+            }
+            if path.ends_with(".conf") || path.ends_with(".conflist") || path.ends_with(".json") {
+                let parsed: Result<Value, _> = serde_json::from_slice(bytes);
+                assert!(
+                    parsed.is_ok(),
+                    "kill {i}: {path} does not parse: {:?}",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+            if path.ends_with(".kubeconfig") {
+                assert!(
+                    serde_yaml::from_slice::<serde_yaml::Value>(bytes).is_ok(),
+                    "kill {i}: {path}"
+                );
+            }
+        }
+        if let Some(bytes) = files.get(&attachment) {
+            let v: Value = serde_json::from_slice(bytes).unwrap();
+            let bridge = v["bridge"].as_str().unwrap_or_default().to_string();
+            let allowed: BTreeSet<String> = (0..=i).map(|n| format!("br-{n}")).collect();
+            assert!(
+                allowed.contains(&bridge),
+                "kill {i}: {bridge} was never in a bundle"
+            );
+        }
+    }
+
+    // A kill between creating and renaming a temp file leaves one like this (the window is
+    // microseconds, so random kills rarely hit it): the next start must remove it.
+    std::fs::write(
+        root.path()
+            .join("etc/cni/net.d/.multus-agent-00-multus.conf.tmp"),
+        "{\"cniVer",
+    )
+    .unwrap();
+    // The next start cleans up and converges on the last bundle.
+    let agent = RunningAgent::start(cp, &ns, &node, root.path())
+        .await
+        .unwrap();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    eventually(
+        "the last bundle applied",
+        Duration::from_secs(60),
+        || async {
+            let cm = cms
+                .get(&node_configmap_name(&node))
+                .await
+                .map_err(|e| e.to_string())?;
+            let bundle = NodeBundle::from_configmap_data(cm.data.as_ref().ok_or("no data")?)
+                .map_err(|e| e.to_string())?;
+            let applied = cm
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .get(feedback::APPLIED_HASH)
+                .cloned();
+            let on_disk =
+                std::fs::read_to_string(root.path().join(&attachment)).unwrap_or_default();
+            // Ready means this process applied the bundle itself, not an earlier, killed one.
+            let ready = agent.is_ready().await;
+            if ready
+                && applied.as_deref() == Some(bundle.manifest.bundle_hash.as_str())
+                && on_disk.contains("\"br-100\"")
+            {
+                Ok(())
+            } else {
+                Err(format!("applied {applied:?}, disk {on_disk}"))
+            }
+        },
+    )
+    .await;
+    let temps: Vec<String> = snapshot(root.path())
+        .into_keys()
+        .filter(|p| p.contains(".multus-agent-"))
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "temp files after the next start: {temps:?}"
+    );
+    eprintln!("{kills_with_temp} kills left a temp file behind; the next start removed them all");
+    agent.terminate().await;
+    operator.stop().await;
+}

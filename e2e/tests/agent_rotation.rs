@@ -1,0 +1,199 @@
+//! Token rotation with a real API server, in its own test binary because it stops the API
+//! server: at least three rotations, every new token authenticates, the file never holds an
+//! expired token, and after 30 s without an API server the agent recovers and rotates again.
+//! Regression for upstream #852: tokens that expire and are never refreshed.
+
+use base64::Engine as _;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use multus_crds::MultusConfig;
+use multus_e2e::agent::RunningAgent;
+use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
+use multus_e2e::{ControlPlane, fixtures, unique_name};
+
+const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
+const KUBECONFIG: &str = "etc/cni/net.d/multus.d/multus.kubeconfig";
+
+/// (token, exp) from a kubeconfig the agent wrote.
+fn token_of(text: &str) -> Option<(String, i64)> {
+    let parsed: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    let token = parsed["users"][0]["user"]["token"].as_str()?.to_string();
+    let claims = token.split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    Some((token, claims["exp"].as_i64()?))
+}
+
+fn now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rotate_early_never_expire_in_the_file_and_survive_an_api_outage() {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await.unwrap();
+    let ns = unique_name("rotation");
+    fixtures::namespace(&client, &ns).await.unwrap();
+    fixtures::service_account(&client, &ns, "multus")
+        .await
+        .unwrap();
+    let node = format!("{ns}-n1");
+    fixtures::node(&client, &node, &[("pool", &ns)], &[])
+        .await
+        .unwrap();
+    let operator = RunningOperator::start(client.clone(), &ns, &ns, Duration::from_secs(60));
+    let config: MultusConfig = serde_json::from_value(json!({
+        "apiVersion": "operator.multus.dev/v1alpha1",
+        "kind": "MultusConfig",
+        "metadata": { "name": ns, "labels": { TEST_LABEL: ns } },
+        "spec": {
+            "nodeSelector": { "matchLabels": { "pool": ns } },
+            "primary": { "auto": {} },
+            // The shortest lifetime the API server grants, replaced 5 s after issue.
+            "kubeconfig": { "expirationSeconds": 600, "refreshBeforeExpiry": "595s" },
+        },
+    }))
+    .unwrap();
+    Api::<MultusConfig>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/cni/net.d")).unwrap();
+    std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
+    let agent = RunningAgent::start(cp, &ns, &node, root.path())
+        .await
+        .unwrap();
+
+    // Watch the file for the whole test: every version must hold an unexpired token.
+    let path: PathBuf = root.path().join(KUBECONFIG);
+    let seen: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let expired: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sampler = {
+        let (seen, expired, path) = (seen.clone(), expired.clone(), path.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    match token_of(&text) {
+                        Some((token, exp)) => {
+                            if exp <= now() {
+                                expired
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("exp {exp} at {}", now()));
+                            }
+                            let mut seen = seen.lock().unwrap();
+                            if seen.last().map(|(t, _)| t) != Some(&token) {
+                                seen.push((token, exp));
+                            }
+                        }
+                        None => expired.lock().unwrap().push("unparsable kubeconfig".into()),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let distinct = |seen: &Arc<Mutex<Vec<(String, i64)>>>| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    eventually(
+        "three rotations (four distinct tokens)",
+        Duration::from_secs(120),
+        || async {
+            let n = distinct(&seen);
+            if n >= 4 {
+                Ok(())
+            } else {
+                Err(format!("{n} tokens; {}", agent.log_tail()))
+            }
+        },
+    )
+    .await;
+    let tokens: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
+    for token in &tokens {
+        let as_multus = cp.client_with_token(token).await.unwrap();
+        let user = fixtures::whoami(&as_multus)
+            .await
+            .unwrap()
+            .username
+            .unwrap_or_default();
+        assert_eq!(user, format!("system:serviceaccount:{ns}:multus"));
+    }
+
+    // Thirty seconds without an API server: the agent keeps its still-valid token.
+    let before_outage = distinct(&seen);
+    tokio::task::spawn_blocking(|| ControlPlane::shared().stop_apiserver())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        distinct(&seen),
+        before_outage,
+        "a token changed while the API server was down"
+    );
+    tokio::task::spawn_blocking(|| ControlPlane::shared().start_apiserver())
+        .await
+        .unwrap()
+        .unwrap();
+    eventually(
+        "a rotation after the API server came back",
+        Duration::from_secs(120),
+        || async {
+            let n = distinct(&seen);
+            if n > before_outage {
+                Ok(())
+            } else {
+                Err(agent.log_tail())
+            }
+        },
+    )
+    .await;
+    let latest = seen.lock().unwrap().last().cloned().unwrap();
+    let as_multus = cp.client_with_token(&latest.0).await.unwrap();
+    assert!(fixtures::whoami(&as_multus).await.is_ok());
+
+    sampler.abort();
+    let expired = expired.lock().unwrap().clone();
+    assert!(
+        expired.is_empty(),
+        "the file held an expired or broken token: {expired:?}"
+    );
+    let metrics = agent.metrics().await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("multus_node_agent_token_rotation_failures_total")
+                && !l.ends_with(" 0")
+        ),
+        "failures during the outage are counted: {metrics}"
+    );
+    // Tokens never reach the logs.
+    let log = std::fs::read_to_string(root.path().join("agent.log")).unwrap_or_default();
+    for token in &tokens {
+        assert!(
+            !log.contains(token.as_str()),
+            "a token appeared in the agent log"
+        );
+    }
+    agent.terminate().await;
+    operator.stop().await;
+}
