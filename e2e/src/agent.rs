@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
-use crate::binaries_local::workspace_bin;
+use crate::binaries_local::{workspace_bin, workspace_release_bin};
 use crate::{ControlPlane, E2eError, http};
 
 /// Host path of the agents' state file in tests (the default, under each host root).
@@ -30,7 +30,43 @@ impl RunningAgent {
         node: &str,
         host_root: &Path,
     ) -> Result<RunningAgent, E2eError> {
-        let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-node-agent"))
+        Self::start_as(&cp.kubeconfig, namespace, node, host_root).await
+    }
+
+    /// Like [`Self::start`], authenticating with the given kubeconfig.
+    pub async fn start_as(
+        kubeconfig: &Path,
+        namespace: &str,
+        node: &str,
+        host_root: &Path,
+    ) -> Result<RunningAgent, E2eError> {
+        Self::launch(kubeconfig, namespace, node, host_root, false).await
+    }
+
+    /// Like [`Self::start_as`] with the optimized binary (for benchmarks).
+    pub async fn start_release_as(
+        kubeconfig: &Path,
+        namespace: &str,
+        node: &str,
+        host_root: &Path,
+    ) -> Result<RunningAgent, E2eError> {
+        Self::launch(kubeconfig, namespace, node, host_root, true).await
+    }
+
+    async fn launch(
+        kubeconfig: &Path,
+        namespace: &str,
+        node: &str,
+        host_root: &Path,
+        release: bool,
+    ) -> Result<RunningAgent, E2eError> {
+        let binary = tokio::task::spawn_blocking(move || {
+            if release {
+                workspace_release_bin("multus-node-agent")
+            } else {
+                workspace_bin("multus-node-agent")
+            }
+        })
             .await
             .map_err(|e| E2eError::Io(e.to_string()))??;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -48,7 +84,7 @@ impl RunningAgent {
             .arg("--host-root")
             .arg(host_root)
             .arg("--kubeconfig")
-            .arg(&cp.kubeconfig)
+            .arg(kubeconfig)
             .args(["--metrics-bind-address", &metrics_addr])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -74,6 +110,11 @@ impl RunningAgent {
             .await
             .map(|(_, b)| b)
             .unwrap_or_default()
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// SIGTERM, then waits (up to 20 s) for the exit status.

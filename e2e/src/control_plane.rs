@@ -19,6 +19,9 @@ use crate::process::{MARKER, Supervised, wait_until};
 
 /// How long the control plane may take to become ready from a warm binary cache.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// A second admin identity, so benchmarks can tell one component's requests apart in the
+/// audit log (`agent.kubeconfig` in the state directory).
+pub const AGENT_USER: &str = "e2e-agent";
 /// Field manager for objects the harness applies.
 pub const FIELD_MANAGER: &str = "multus-e2e";
 
@@ -92,6 +95,16 @@ impl ControlPlane {
 
     /// Starts a new control plane and installs the project's CRDs.
     pub fn start() -> Result<ControlPlane, E2eError> {
+        Self::start_with(false)
+    }
+
+    /// Like [`Self::start`], with an API audit log (`audit.log` in the state directory,
+    /// one JSON event per line, metadata level) for counting requests in benchmarks.
+    pub fn start_with_audit() -> Result<ControlPlane, E2eError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(audit: bool) -> Result<ControlPlane, E2eError> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let began = Instant::now();
         let dir = std::env::temp_dir().join(format!(
@@ -104,9 +117,12 @@ impl ControlPlane {
         std::fs::create_dir_all(&dir).map_err(io("create state dir"))?;
         let pki = pki::write(&dir)?;
         let token = random_token()?;
+        let agent_token = random_token()?;
         std::fs::write(
             dir.join("tokens.csv"),
-            format!("{token},e2e-admin,e2e-admin,\"system:masters\"\n"),
+            format!(
+                "{token},e2e-admin,e2e-admin,\"system:masters\"\n{agent_token},{AGENT_USER},{AGENT_USER},\"system:masters\"\n"
+            ),
         )
         .map_err(io("token file"))?;
 
@@ -152,6 +168,20 @@ impl ControlPlane {
             "--allow-privileged=true".into(),
             "--endpoint-reconciler-type=none".into(),
         ];
+        let mut apiserver_args = apiserver_args;
+        if audit {
+            std::fs::write(
+                dir.join("audit-policy.yaml"),
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+            )
+            .map_err(io("audit policy"))?;
+            apiserver_args.push(format!(
+                "--audit-policy-file={}",
+                dir.join("audit-policy.yaml").display()
+            ));
+            apiserver_args.push(format!("--audit-log-path={}", dir.join("audit.log").display()));
+            apiserver_args.push("--audit-log-format=json".into());
+        }
         processes.push(Supervised::start(
             "kube-apiserver",
             &bin("kube-apiserver")?,
@@ -163,6 +193,11 @@ impl ControlPlane {
         let kubeconfig = dir.join("admin.kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &pki.ca_pem, &token))
             .map_err(io("write kubeconfig"))?;
+        std::fs::write(
+            dir.join("agent.kubeconfig"),
+            kubeconfig_yaml(&server, &pki.ca_pem, &agent_token),
+        )
+        .map_err(io("write kubeconfig"))?;
 
         let mut cp = ControlPlane {
             dir,
