@@ -46,15 +46,25 @@ fn agent_requests(cp: &ControlPlane) -> BTreeMap<String, String> {
 
 #[tokio::main]
 async fn main() {
-    let idle: u64 = std::env::var("IDLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    let idle: u64 = std::env::var("IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
     let cp: &'static ControlPlane = Box::leak(Box::new(
-        tokio::task::spawn_blocking(ControlPlane::start_with_audit).await.unwrap().expect("control plane"),
+        tokio::task::spawn_blocking(ControlPlane::start_with_audit)
+            .await
+            .unwrap()
+            .expect("control plane"),
     ));
     let client = cp.client().await.unwrap();
     let ns = "idle";
     fixtures::namespace(&client, ns).await.unwrap();
-    fixtures::service_account(&client, ns, "multus").await.unwrap();
-    fixtures::node(&client, "idle-node", &[("pool", "idle")], &[]).await.unwrap();
+    fixtures::service_account(&client, ns, "multus")
+        .await
+        .unwrap();
+    fixtures::node(&client, "idle-node", &[("pool", "idle")], &[])
+        .await
+        .unwrap();
     let operator = RunningOperator::start(client.clone(), ns, "idle", Duration::from_secs(60));
     let config: MultusConfig = serde_json::from_value(json!({
         "apiVersion": "operator.multus.dev/v1alpha1",
@@ -63,17 +73,33 @@ async fn main() {
         "spec": { "nodeSelector": { "matchLabels": { "pool": "idle" } }, "primary": { "auto": {} } },
     }))
     .unwrap();
-    Api::<MultusConfig>::all(client.clone()).create(&PostParams::default(), &config).await.unwrap();
+    Api::<MultusConfig>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
 
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc/cni/net.d")).unwrap();
     std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
-    let agent = RunningAgent::start_release_as(&cp.dir.join("agent.kubeconfig"), ns, "idle-node", root.path())
-        .await
-        .unwrap();
-    eventually("agent applied its bundle", Duration::from_secs(120), || async {
-        if agent.is_ready().await { Ok(()) } else { Err(agent.log_tail()) }
-    })
+    let agent = RunningAgent::start_release_as(
+        &cp.dir.join("agent.kubeconfig"),
+        ns,
+        "idle-node",
+        root.path(),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "agent applied its bundle",
+        Duration::from_secs(120),
+        || async {
+            if agent.is_ready().await {
+                Ok(())
+            } else {
+                Err(agent.log_tail())
+            }
+        },
+    )
     .await;
     // The operator has done its part; from here on nothing in the cluster changes.
     operator.stop().await;
@@ -85,19 +111,37 @@ async fn main() {
     let rss_end = rss_kib(pid, "VmRSS:");
     let peak = rss_kib(pid, "VmHWM:");
     let after = agent_requests(cp);
-    let during: Vec<&String> = after.iter().filter(|(id, _)| !before.contains(*id)).map(|(_, w)| w).collect();
+    let during: Vec<&String> = after
+        .iter()
+        .filter(|(id, _)| !before.contains(*id))
+        .map(|(_, w)| w)
+        .collect();
     let mut by_kind: BTreeMap<&String, usize> = BTreeMap::new();
     for w in &during {
         *by_kind.entry(w).or_default() += 1;
     }
-    println!("node agent idle for {idle} s (release build, token lifetime 3600 s, one bundle, one primary)");
-    println!("  RSS when the bundle was applied:   {:>7.1} MiB", rss_start as f64 / 1024.0);
-    println!("  RSS after the idle period:         {:>7.1} MiB", rss_end as f64 / 1024.0);
-    println!("  peak RSS:                          {:>7.1} MiB", peak as f64 / 1024.0);
+    println!(
+        "node agent idle for {idle} s (release build, token lifetime 3600 s, one bundle, one primary)"
+    );
+    println!(
+        "  RSS when the bundle was applied:   {:>7.1} MiB",
+        rss_start as f64 / 1024.0
+    );
+    println!(
+        "  RSS after the idle period:         {:>7.1} MiB",
+        rss_end as f64 / 1024.0
+    );
+    println!(
+        "  peak RSS:                          {:>7.1} MiB",
+        peak as f64 / 1024.0
+    );
     println!("  API requests during the idle period: {}", during.len());
     for (what, n) in by_kind {
         println!("    {n:>4}  {what}");
     }
-    println!("  API requests from agent start to applied: {}", before.len());
+    println!(
+        "  API requests from agent start to applied: {}",
+        before.len()
+    );
     agent.terminate().await;
 }

@@ -67,8 +67,8 @@ impl RunningAgent {
                 workspace_bin("multus-node-agent")
             }
         })
-            .await
-            .map_err(|e| E2eError::Io(e.to_string()))??;
+        .await
+        .map_err(|e| E2eError::Io(e.to_string()))??;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())

@@ -179,7 +179,10 @@ impl ControlPlane {
                 "--audit-policy-file={}",
                 dir.join("audit-policy.yaml").display()
             ));
-            apiserver_args.push(format!("--audit-log-path={}", dir.join("audit.log").display()));
+            apiserver_args.push(format!(
+                "--audit-log-path={}",
+                dir.join("audit.log").display()
+            ));
             apiserver_args.push("--audit-log-format=json".into());
         }
         processes.push(Supervised::start(

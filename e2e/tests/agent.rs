@@ -508,6 +508,34 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
     let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
         .await
         .unwrap();
+    // Record removals as the kernel reports them, across the three directories.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(e) = event
+            && matches!(e.kind, notify::EventKind::Remove(_))
+        {
+            for path in e.paths {
+                let _ = tx.send(
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    })
+    .unwrap();
+    for dir in [
+        "etc/cni/net.d",
+        "etc/cni/multus/net.d",
+        "etc/cni/net.d/multus.d",
+    ] {
+        notify::Watcher::watch(
+            &mut watcher,
+            &root.path().join(dir),
+            notify::RecursiveMode::NonRecursive,
+        )
+        .unwrap();
+    }
     let patch = json!({ "metadata": { "labels": { "kubernetes.io/hostname": "elsewhere" } } });
     Api::<Node>::all(env.client.clone())
         .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
@@ -533,6 +561,20 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
             "etc/cni/net.d/multus.d/notes.txt",
             "var/lib/multus-node-agent/owned-files.json",
         ]
+    );
+    drop(watcher);
+    let removed: Vec<String> = rx
+        .try_iter()
+        .filter(|n| !n.starts_with(".multus-agent-"))
+        .collect();
+    assert_eq!(
+        removed,
+        vec![
+            "00-multus.conf".to_string(),
+            format!("{}-backplane.conf", env.ns),
+            "multus.kubeconfig".to_string(),
+        ],
+        "removal order"
     );
     let state: Value = serde_json::from_str(
         &read(root.path(), "/var/lib/multus-node-agent/owned-files.json").unwrap(),
