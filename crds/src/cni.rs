@@ -199,6 +199,15 @@ fn unsupported_version(found: String) -> ConfigError {
     )
 }
 
+/// All problems of a config on one line, `; `-separated.
+pub fn describe(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Pretty JSON with a trailing newline: the one byte form every rendered file uses.
 pub fn to_file_text(value: &Value) -> Result<String, serde_json::Error> {
     let mut text = serde_json::to_string_pretty(value)?;

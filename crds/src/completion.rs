@@ -12,21 +12,13 @@ use crate::multus_config::Mode;
 pub enum CompletionError {
     #[error("the Multus config template is not a JSON object: {0}")]
     Template(String),
-    #[error("primary config {name} is not a valid CNI config: {}", join(.errors))]
+    #[error("primary config {name} is not a valid CNI config: {}", cni::describe(.errors))]
     InvalidPrimary {
         name: String,
         errors: Vec<ConfigError>,
     },
     #[error("could not serialize the completed config: {0}")]
     Serialize(#[from] serde_json::Error),
-}
-
-fn join(errors: &[ConfigError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The primary network as found on the node.

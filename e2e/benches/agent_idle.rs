@@ -4,27 +4,16 @@
 //!
 //! `cargo bench -p multus-e2e --bench agent_idle` (IDLE_SECONDS=600 by default).
 
-use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use multus_crds::MultusConfig;
+use multus_e2e::ControlPlane;
 use multus_e2e::agent::RunningAgent;
 use multus_e2e::control_plane::AGENT_USER;
-use multus_e2e::operator::{RunningOperator, eventually};
-use multus_e2e::{ControlPlane, fixtures};
-
-const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
+use multus_e2e::operator::eventually;
+use multus_e2e::process::status_kib;
+use multus_e2e::scenario::OneNode;
 
 /// Requests by the agent's identity: audit ID -> "verb resource".
 fn agent_requests(cp: &ControlPlane) -> BTreeMap<String, String> {
@@ -56,36 +45,14 @@ async fn main() {
             .unwrap()
             .expect("control plane"),
     ));
-    let client = cp.client().await.unwrap();
-    let ns = "idle";
-    fixtures::namespace(&client, ns).await.unwrap();
-    fixtures::service_account(&client, ns, "multus")
+    let scenario = OneNode::start(cp.client().await.unwrap(), "idle", json!({}))
         .await
         .unwrap();
-    fixtures::node(&client, "idle-node", &[("pool", "idle")], &[])
-        .await
-        .unwrap();
-    let operator = RunningOperator::start(client.clone(), ns, "idle", Duration::from_secs(60));
-    let config: MultusConfig = serde_json::from_value(json!({
-        "apiVersion": "operator.multus.dev/v1alpha1",
-        "kind": "MultusConfig",
-        "metadata": { "name": "idle", "labels": { "e2e.multus.dev/test": "idle" } },
-        "spec": { "nodeSelector": { "matchLabels": { "pool": "idle" } }, "primary": { "auto": {} } },
-    }))
-    .unwrap();
-    Api::<MultusConfig>::all(client.clone())
-        .create(&PostParams::default(), &config)
-        .await
-        .unwrap();
-
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc/cni/net.d")).unwrap();
-    std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
     let agent = RunningAgent::start_release_as(
         &cp.dir.join("agent.kubeconfig"),
-        ns,
-        "idle-node",
-        root.path(),
+        &scenario.ns,
+        &scenario.node,
+        scenario.root.path(),
     )
     .await
     .unwrap();
@@ -102,14 +69,14 @@ async fn main() {
     )
     .await;
     // The operator has done its part; from here on nothing in the cluster changes.
-    operator.stop().await;
+    scenario.operator.stop().await;
     let pid = agent.pid().expect("agent running");
     let before: BTreeSet<String> = agent_requests(cp).into_keys().collect();
-    let rss_start = rss_kib(pid, "VmRSS:");
+    let rss_start = status_kib(pid, "VmRSS:");
     eprintln!("idling for {idle} s ...");
     tokio::time::sleep(Duration::from_secs(idle)).await;
-    let rss_end = rss_kib(pid, "VmRSS:");
-    let peak = rss_kib(pid, "VmHWM:");
+    let rss_end = status_kib(pid, "VmRSS:");
+    let peak = status_kib(pid, "VmHWM:");
     let after = agent_requests(cp);
     let during: Vec<&String> = after
         .iter()

@@ -11,18 +11,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use multus_e2e::binaries_local::workspace_release_bin;
+use multus_e2e::process::status_kib;
 use multus_e2e::{ControlPlane, fixtures, http};
 
 const POLL: Duration = Duration::from_millis(250);
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
 
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
@@ -117,7 +109,7 @@ async fn main() {
     let pid = operator.id().expect("operator running");
     let idle_rss = loop {
         if matches!(http::get(&addr, "/readyz").await, Ok((200, _))) {
-            break rss_kib(pid, "VmRSS:");
+            break status_kib(pid, "VmRSS:");
         }
         tokio::time::sleep(POLL).await;
     };
@@ -164,8 +156,8 @@ async fn main() {
     let metrics = http::get(&addr, "/metrics").await.unwrap().1;
     let writes_total = metric(&metrics, "multus_operator_api_writes_total");
     let reconciles = metric(&metrics, "multus_operator_reconciles_total");
-    let rss = rss_kib(pid, "VmRSS:");
-    let peak = rss_kib(pid, "VmHWM:");
+    let rss = status_kib(pid, "VmRSS:");
+    let peak = status_kib(pid, "VmHWM:");
 
     println!(
         "operator convergence, {nodes} simulated nodes, one MultusConfig, one NAD (release build, maxUnavailable 100%, polled every {} ms)",

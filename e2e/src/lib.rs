@@ -16,6 +16,7 @@ pub mod http;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod scenario;
 
 pub use control_plane::{ControlPlane, E2eError};
 pub use fixtures::unique_name;

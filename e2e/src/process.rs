@@ -155,6 +155,16 @@ fn owner_of(cmdline: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
+/// A memory figure of a process from /proc (`VmRSS:`, `VmHWM:`), in KiB; 0 when unknown.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// Polls `check` every 100 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -16,10 +16,10 @@ use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule, feedback, node_conf
 use multus_crds::completion::{Primary, complete_multus_config};
 use multus_e2e::agent::{RunningAgent, snapshot};
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
+use multus_e2e::scenario::{CALICO, host_root};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
 
 const WAIT: Duration = Duration::from_secs(60);
-const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
 const POOL: &str = "e2e.multus.dev/pool";
 
 struct Env {
@@ -133,15 +133,6 @@ impl Env {
     }
 }
 
-fn host_root_with_primary(primary: bool) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("etc/cni/net.d")).unwrap();
-    if primary {
-        std::fs::write(dir.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
-    }
-    dir
-}
-
 fn read(root: &Path, host_path: &str) -> Option<String> {
     std::fs::read_to_string(root.join(host_path.trim_start_matches('/'))).ok()
 }
@@ -191,7 +182,7 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
     let env = Env::new("exact").await;
     let node = env.node("n1").await;
     env.nad("backplane", BRIDGE).await;
-    let root = host_root_with_primary(true);
+    let root = host_root(true).unwrap();
     let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
         .await
         .unwrap();
@@ -257,7 +248,7 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
 async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselves() {
     let env = Env::new("restarts").await;
     let node = env.node("n1").await;
-    let root = host_root_with_primary(true);
+    let root = host_root(true).unwrap();
     env.config("restarts", &node, json!({ "primary": { "auto": {} } }))
         .await;
     let first = RunningAgent::start(env.cp, &env.ns, &node, root.path())
@@ -324,7 +315,7 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
 async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it_waits() {
     let env = Env::new("waiting").await;
     let node = env.node("n1").await;
-    let root = host_root_with_primary(false);
+    let root = host_root(false).unwrap();
     // A stale Multus config of our own name is not a primary.
     std::fs::write(
         root.path().join("etc/cni/net.d/00-multus.conf.cilium_bak"),
@@ -431,7 +422,7 @@ async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() 
     for mode in ["thin", "thick"] {
         for (source, primary) in &primaries {
             let node = env.node(&format!("{mode}-{source}")).await;
-            let root = host_root_with_primary(true);
+            let root = host_root(true).unwrap();
             env.config(
                 &format!("{mode}-{source}"),
                 &node,
@@ -480,7 +471,7 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
     let env = Env::new("unselect").await;
     let node = env.node("n1").await;
     env.nad("backplane", BRIDGE).await;
-    let root = host_root_with_primary(true);
+    let root = host_root(true).unwrap();
     // A foreign file in each directory the agent writes to.
     std::fs::create_dir_all(root.path().join("etc/cni/multus/net.d")).unwrap();
     std::fs::write(

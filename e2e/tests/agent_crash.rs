@@ -2,34 +2,31 @@
 //! on disk parses and is one of the versions the bundle had, and the next start leaves no
 //! temp file and converges. Regression for empty or half-written configs (upstream #1155).
 
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use multus_crds::MultusConfig;
 use multus_crds::bundle::{NodeBundle, feedback, node_configmap_name};
+use multus_e2e::ControlPlane;
 use multus_e2e::agent::{RunningAgent, snapshot};
-use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
-use multus_e2e::{ControlPlane, fixtures, unique_name};
-
-const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
+use multus_e2e::operator::eventually;
+use multus_e2e::scenario::OneNode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file() {
     let cp = ControlPlane::shared();
-    let client = cp.client().await.unwrap();
-    let ns = unique_name("crash");
-    fixtures::namespace(&client, &ns).await.unwrap();
-    fixtures::service_account(&client, &ns, "multus")
+    let spec = json!({ "attachments": {}, "rollout": { "maxUnavailable": "100%" } });
+    let scenario = OneNode::start(cp.client().await.unwrap(), "crash", spec)
         .await
         .unwrap();
-    let node = format!("{ns}-n1");
-    fixtures::node(&client, &node, &[("pool", &ns)], &[])
-        .await
-        .unwrap();
-    let operator = RunningOperator::start(client.clone(), &ns, &ns, Duration::from_secs(60));
-    let nads: Api<multus_crds::NetworkAttachmentDefinition> = Api::namespaced(client.clone(), &ns);
+    let (client, ns, node, root) = (
+        &scenario.client,
+        &scenario.ns,
+        &scenario.node,
+        &scenario.root,
+    );
+    let nads: Api<multus_crds::NetworkAttachmentDefinition> = Api::namespaced(client.clone(), ns);
     let set_bridge = |i: usize| {
         json!({
             "apiVersion": "k8s.cni.cncf.io/v1",
@@ -45,31 +42,11 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
     )
     .await
     .unwrap();
-    let config: MultusConfig = serde_json::from_value(json!({
-        "apiVersion": "operator.multus.dev/v1alpha1",
-        "kind": "MultusConfig",
-        "metadata": { "name": ns, "labels": { TEST_LABEL: ns } },
-        "spec": {
-            "nodeSelector": { "matchLabels": { "pool": ns } },
-            "primary": { "auto": {} },
-            "attachments": {},
-            "rollout": { "maxUnavailable": "100%" },
-        },
-    }))
-    .unwrap();
-    Api::<MultusConfig>::all(client.clone())
-        .create(&PostParams::default(), &config)
-        .await
-        .unwrap();
-
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc/cni/net.d")).unwrap();
-    std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
     let attachment = format!("etc/cni/multus/net.d/{ns}-storm.conf");
 
     let mut kills_with_temp = 0;
     for i in 1..=100 {
-        let agent = RunningAgent::start(cp, &ns, &node, root.path())
+        let agent = RunningAgent::start(cp, ns, node, root.path())
             .await
             .unwrap();
         nads.patch(
@@ -123,16 +100,16 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
     )
     .unwrap();
     // The next start cleans up and converges on the last bundle.
-    let agent = RunningAgent::start(cp, &ns, &node, root.path())
+    let agent = RunningAgent::start(cp, ns, node, root.path())
         .await
         .unwrap();
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
     eventually(
         "the last bundle applied",
         Duration::from_secs(60),
         || async {
             let cm = cms
-                .get(&node_configmap_name(&node))
+                .get(&node_configmap_name(node))
                 .await
                 .map_err(|e| e.to_string())?;
             let bundle = NodeBundle::from_configmap_data(cm.data.as_ref().ok_or("no data")?)
@@ -168,5 +145,5 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
     );
     eprintln!("{kills_with_temp} kills left a temp file behind; the next start removed them all");
     agent.terminate().await;
-    operator.stop().await;
+    scenario.operator.stop().await;
 }

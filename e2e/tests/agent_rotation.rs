@@ -4,19 +4,17 @@
 //! Regression for upstream #852: tokens that expire and are never refreshed.
 
 use base64::Engine as _;
-use kube::api::{Api, PostParams};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use multus_crds::MultusConfig;
 use multus_e2e::agent::RunningAgent;
-use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
-use multus_e2e::{ControlPlane, fixtures, unique_name};
+use multus_e2e::operator::eventually;
+use multus_e2e::scenario::OneNode;
+use multus_e2e::{ControlPlane, fixtures};
 
-const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
 const KUBECONFIG: &str = "etc/cni/net.d/multus.d/multus.kubeconfig";
 
 /// (token, exp) from a kubeconfig the agent wrote.
@@ -38,38 +36,13 @@ fn now() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_rotate_early_never_expire_in_the_file_and_survive_an_api_outage() {
     let cp = ControlPlane::shared();
-    let client = cp.client().await.unwrap();
-    let ns = unique_name("rotation");
-    fixtures::namespace(&client, &ns).await.unwrap();
-    fixtures::service_account(&client, &ns, "multus")
+    // The shortest lifetime the API server grants, replaced 5 s after issue.
+    let spec = json!({ "kubeconfig": { "expirationSeconds": 600, "refreshBeforeExpiry": "595s" } });
+    let scenario = OneNode::start(cp.client().await.unwrap(), "rotation", spec)
         .await
         .unwrap();
-    let node = format!("{ns}-n1");
-    fixtures::node(&client, &node, &[("pool", &ns)], &[])
-        .await
-        .unwrap();
-    let operator = RunningOperator::start(client.clone(), &ns, &ns, Duration::from_secs(60));
-    let config: MultusConfig = serde_json::from_value(json!({
-        "apiVersion": "operator.multus.dev/v1alpha1",
-        "kind": "MultusConfig",
-        "metadata": { "name": ns, "labels": { TEST_LABEL: ns } },
-        "spec": {
-            "nodeSelector": { "matchLabels": { "pool": ns } },
-            "primary": { "auto": {} },
-            // The shortest lifetime the API server grants, replaced 5 s after issue.
-            "kubeconfig": { "expirationSeconds": 600, "refreshBeforeExpiry": "595s" },
-        },
-    }))
-    .unwrap();
-    Api::<MultusConfig>::all(client.clone())
-        .create(&PostParams::default(), &config)
-        .await
-        .unwrap();
-
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc/cni/net.d")).unwrap();
-    std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
-    let agent = RunningAgent::start(cp, &ns, &node, root.path())
+    let (ns, root) = (&scenario.ns, &scenario.root);
+    let agent = RunningAgent::start(cp, ns, &scenario.node, root.path())
         .await
         .unwrap();
 
@@ -195,5 +168,5 @@ async fn tokens_rotate_early_never_expire_in_the_file_and_survive_an_api_outage(
         );
     }
     agent.terminate().await;
-    operator.stop().await;
+    scenario.operator.stop().await;
 }

@@ -348,20 +348,6 @@ impl Agent {
                 self.token = Some(t);
             }
         }
-        if self.token.is_none() && !self.adoption_tried && self.owned.owns(&settings.path) {
-            self.adoption_tried = true;
-            if let Ok(path) = self.root.resolve(&settings.path)
-                && let Ok(text) = std::fs::read_to_string(path)
-                && let Some(t) = token::adopt(&self.kube_config, settings, &text).await
-            {
-                tracing::info!(
-                    expires_at = t.expires_at,
-                    "kept the token of the existing kubeconfig"
-                );
-                self.metrics.token_expiry.set(t.expires_at);
-                self.token = Some(t);
-            }
-        }
         let due = match &self.token {
             Some(t) => now >= token::refresh_at(t, &settings.refresh_before_expiry, self.jitter),
             None => true,

@@ -41,11 +41,7 @@ pub fn check_configmap_yaml(text: &str) -> Result<String, CheckError> {
         if file.role != FileRole::DaemonConfig {
             cni::check(text).map_err(|errors| CheckError::InvalidFile {
                 key: file.key.clone(),
-                message: errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                message: cni::describe(&errors),
             })?;
         }
         // Writing to a String cannot fail.

@@ -192,9 +192,11 @@ pub fn plan_apply(bundle: &NodeBundle, view: &NodeView, owned: &OwnedFiles) -> P
         if file.role != FileRole::DaemonConfig
             && let Err(errors) = cni::check(&bytes)
         {
-            let detail: Vec<String> = errors.iter().map(ToString::to_string).collect();
             return failed(
-                format!("refusing to write invalid {path}: {}", detail.join("; ")),
+                format!(
+                    "refusing to write invalid {path}: {}",
+                    cni::describe(&errors)
+                ),
                 primary_name,
             );
         }

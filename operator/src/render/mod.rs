@@ -186,14 +186,7 @@ pub fn render_node(
         if let Err(errors) = cni::check(&text) {
             failed_attachments.push(NodeAttachmentFailure {
                 nad: attachment.key(),
-                message: format!(
-                    "after filling in node values: {}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
+                message: format!("after filling in node values: {}", cni::describe(&errors)),
             });
             continue;
         }
@@ -272,11 +265,7 @@ fn check_rendered(name: &str, text: &str) -> Result<(), RenderError> {
         .map(|_| ())
         .map_err(|errors| RenderError::RenderedInvalid {
             file: name.to_string(),
-            message: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+            message: cni::describe(&errors),
         })
 }
 
@@ -364,11 +353,7 @@ fn primary_capabilities(
             .map(|c| c.capabilities())
             .map_err(|errors| RenderError::PrimaryInvalid {
                 nad: key,
-                message: errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                message: cni::describe(&errors),
             });
     }
     let attachment = catalog
@@ -384,10 +369,6 @@ fn primary_capabilities(
         .map(|c| c.capabilities())
         .map_err(|errors| RenderError::PrimaryInvalid {
             nad: key,
-            message: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+            message: cni::describe(&errors),
         })
 }
