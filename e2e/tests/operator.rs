@@ -178,6 +178,17 @@ impl Env {
         .await
     }
 
+    /// Plays every node's agent reporting its current bundle as applied.
+    async fn all_agents_applied(&self, bundles: &BTreeMap<String, ConfigMap>) {
+        for cm in bundles.values() {
+            let hash = bundle_of(cm).manifest.bundle_hash;
+            let name = cm.metadata.name.as_deref().unwrap();
+            agent_reports(&self.client, &self.ns, name, AgentState::Applied, &hash, "")
+                .await
+                .unwrap();
+        }
+    }
+
     async fn label_node(&self, node: &str, key: &str, value: Option<&str>) {
         let patch = json!({ "metadata": { "labels": { key: value } } });
         Api::<Node>::all(self.client.clone())
@@ -432,19 +443,7 @@ async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_f
 
     // Every agent applies the first bundle: the config becomes Ready, and kubectl can wait
     // for it.
-    for cm in bundles.values() {
-        let hash = bundle_of(cm).manifest.bundle_hash;
-        agent_reports(
-            &env.client,
-            &env.ns,
-            cm.metadata.name.as_deref().unwrap(),
-            AgentState::Applied,
-            &hash,
-            "",
-        )
-        .await
-        .unwrap();
-    }
+    env.all_agents_applied(&bundles).await;
     // kubectl blocks; keep it off the runtime the operator runs on.
     let out = tokio::task::spawn_blocking(|| {
         ControlPlane::shared().kubectl(&[
@@ -662,19 +661,7 @@ async fn restarting_the_operator_with_nothing_changed_writes_nothing() {
     env.config("steady", json!({ "rollout": { "maxUnavailable": "100%" } }))
         .await;
     let bundles = env.wait_bundles("three bundles", |b| b.len() == 3).await;
-    for cm in bundles.values() {
-        let hash = bundle_of(cm).manifest.bundle_hash;
-        agent_reports(
-            &env.client,
-            &env.ns,
-            cm.metadata.name.as_deref().unwrap(),
-            AgentState::Applied,
-            &hash,
-            "",
-        )
-        .await
-        .unwrap();
-    }
+    env.all_agents_applied(&bundles).await;
     env.wait_condition("steady", condition::READY, "True").await;
     let reconciles_before = op.metrics.reconciles.get();
     op.stop().await;
