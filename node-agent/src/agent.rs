@@ -453,6 +453,18 @@ impl Agent {
         if let Some(t) = &self.token {
             annotations.insert(feedback::TOKEN_EXPIRY.to_string(), rfc3339(t.expires_at));
         }
+        if self.reported.is_empty() {
+            // After a restart, what an earlier run reported is the baseline: an unchanged
+            // node writes nothing and keeps its applied-at time.
+            self.reported = cm
+                .metadata
+                .annotations
+                .iter()
+                .flatten()
+                .filter(|(k, _)| k.starts_with("agent.operator.multus.dev/"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
         let previous_hash = self.reported.get(feedback::APPLIED_HASH).cloned();
         match applied {
             Some(hash) => {
