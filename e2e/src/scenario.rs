@@ -40,6 +40,17 @@ pub struct OneNode {
 impl OneNode {
     /// Sets the scenario up; `spec` is merged over `nodeSelector` and `primary: auto`.
     pub async fn start(client: Client, prefix: &str, spec: Value) -> Result<OneNode, E2eError> {
+        Self::start_with(client, prefix, |_| spec).await
+    }
+
+    /// Like [`Self::start`], with a spec that may depend on the host root's path.
+    pub async fn start_with(
+        client: Client,
+        prefix: &str,
+        spec: impl FnOnce(&std::path::Path) -> Value,
+    ) -> Result<OneNode, E2eError> {
+        let root = host_root(true).map_err(|e| E2eError::Io(e.to_string()))?;
+        let spec = spec(root.path());
         let ns = unique_name(prefix);
         fixtures::namespace(&client, &ns).await?;
         fixtures::service_account(&client, &ns, "multus").await?;
@@ -66,7 +77,6 @@ impl OneNode {
             .create(&PostParams::default(), &config)
             .await
             .map_err(|e| E2eError::Kube(format!("create MultusConfig: {e}")))?;
-        let root = host_root(true).map_err(|e| E2eError::Io(e.to_string()))?;
         Ok(OneNode {
             client,
             ns,

@@ -265,7 +265,12 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
     .await;
     assert!(first.terminate().await.is_some_and(|s| s.success()));
     let before = snapshot(root.path());
-    let reported_version = env.configmap(&node).await.unwrap().metadata.resource_version;
+    let reported_version = env
+        .configmap(&node)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
     let files: Vec<&String> = before.keys().collect();
     assert_eq!(
         files,
@@ -304,7 +309,11 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
     let after = snapshot(root.path());
     assert_eq!(before, after, "50 restarts changed or created files");
     assert_eq!(
-        env.configmap(&node).await.unwrap().metadata.resource_version,
+        env.configmap(&node)
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
         reported_version,
         "restarts with nothing changed wrote to the ConfigMap"
     );
