@@ -17,6 +17,7 @@ pub const STATE_FILE: &str = "/var/lib/multus-node-agent/owned-files.json";
 pub struct RunningAgent {
     pub node: String,
     pub host_root: PathBuf,
+    log_dir: PathBuf,
     pub metrics_addr: String,
     child: Child,
 }
@@ -40,7 +41,32 @@ impl RunningAgent {
         node: &str,
         host_root: &Path,
     ) -> Result<RunningAgent, E2eError> {
-        Self::launch(kubeconfig, namespace, node, host_root, false).await
+        Self::launch(
+            kubeconfig, namespace, node, host_root, None, host_root, false,
+        )
+        .await
+    }
+
+    /// Like [`Self::start`] with a given state file (host path) and the log in `log_dir`,
+    /// for a host root (such as `/`) where neither default fits.
+    pub async fn start_with_state(
+        cp: &ControlPlane,
+        namespace: &str,
+        node: &str,
+        host_root: &Path,
+        state_file: &str,
+        log_dir: &Path,
+    ) -> Result<RunningAgent, E2eError> {
+        Self::launch(
+            &cp.kubeconfig,
+            namespace,
+            node,
+            host_root,
+            Some(state_file),
+            log_dir,
+            false,
+        )
+        .await
     }
 
     /// Like [`Self::start_as`] with the optimized binary (for benchmarks).
@@ -50,7 +76,10 @@ impl RunningAgent {
         node: &str,
         host_root: &Path,
     ) -> Result<RunningAgent, E2eError> {
-        Self::launch(kubeconfig, namespace, node, host_root, true).await
+        Self::launch(
+            kubeconfig, namespace, node, host_root, None, host_root, true,
+        )
+        .await
     }
 
     async fn launch(
@@ -58,6 +87,8 @@ impl RunningAgent {
         namespace: &str,
         node: &str,
         host_root: &Path,
+        state_file: Option<&str>,
+        log_dir: &Path,
         release: bool,
     ) -> Result<RunningAgent, E2eError> {
         let binary = tokio::task::spawn_blocking(move || {
@@ -77,7 +108,7 @@ impl RunningAgent {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(host_root.join("agent.log"))
+            .open(log_dir.join("agent.log"))
             .map_err(|e| E2eError::Io(e.to_string()))?;
         let child = Command::new(binary)
             .args(["run", "--node-name", node, "--namespace", namespace])
@@ -86,6 +117,12 @@ impl RunningAgent {
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--metrics-bind-address", &metrics_addr])
+            .args(
+                state_file
+                    .map(|f| ["--state-file", f])
+                    .into_iter()
+                    .flatten(),
+            )
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -94,6 +131,7 @@ impl RunningAgent {
             .map_err(|e| E2eError::Io(format!("start agent: {e}")))?;
         Ok(RunningAgent {
             node: node.to_string(),
+            log_dir: log_dir.to_path_buf(),
             host_root: host_root.to_path_buf(),
             metrics_addr,
             child,
@@ -136,7 +174,7 @@ impl RunningAgent {
 
     /// The last lines of this agent's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.host_root.join("agent.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.log_dir.join("agent.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
