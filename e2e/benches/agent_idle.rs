@@ -11,7 +11,6 @@ use std::time::Duration;
 use multus_e2e::ControlPlane;
 use multus_e2e::agent::RunningAgent;
 use multus_e2e::control_plane::AGENT_USER;
-use multus_e2e::operator::eventually;
 use multus_e2e::process::status_kib;
 use multus_e2e::scenario::OneNode;
 
@@ -56,18 +55,9 @@ async fn main() {
     )
     .await
     .unwrap();
-    eventually(
-        "agent applied its bundle",
-        Duration::from_secs(120),
-        || async {
-            if agent.is_ready().await {
-                Ok(())
-            } else {
-                Err(agent.log_tail())
-            }
-        },
-    )
-    .await;
+    agent
+        .wait_ready("agent applied its bundle", Duration::from_secs(120))
+        .await;
     // The operator has done its part; from here on nothing in the cluster changes.
     scenario.operator.stop().await;
     let pid = agent.pid().expect("agent running");

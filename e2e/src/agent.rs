@@ -143,6 +143,18 @@ impl RunningAgent {
         matches!(http::get(&self.metrics_addr, "/readyz").await, Ok((200, _)))
     }
 
+    /// Waits until `/readyz` answers 200; panics after `timeout` with the agent's log.
+    pub async fn wait_ready(&self, what: &str, timeout: Duration) {
+        crate::operator::eventually(what, timeout, || async {
+            if self.is_ready().await {
+                Ok(())
+            } else {
+                Err(self.log_tail())
+            }
+        })
+        .await
+    }
+
     pub async fn metrics(&self) -> String {
         http::get(&self.metrics_addr, "/metrics")
             .await

@@ -255,14 +255,7 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
         .await
         .unwrap();
     env.wait_state(&node, "Applied").await;
-    eventually("agent ready", WAIT, || async {
-        if first.is_ready().await {
-            Ok(())
-        } else {
-            Err(first.log_tail())
-        }
-    })
-    .await;
+    first.wait_ready("agent ready", WAIT).await;
     assert!(first.terminate().await.is_some_and(|s| s.success()));
     let before = snapshot(root.path());
     let reported_version = env
@@ -286,18 +279,9 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
         let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
             .await
             .unwrap();
-        eventually(
-            &format!("agent ready after restart {round}"),
-            WAIT,
-            || async {
-                if agent.is_ready().await {
-                    Ok(())
-                } else {
-                    Err(agent.log_tail())
-                }
-            },
-        )
-        .await;
+        agent
+            .wait_ready(&format!("agent ready after restart {round}"), WAIT)
+            .await;
         let cm = env.configmap(&node).await.unwrap();
         let primary = cm.metadata.annotations.unwrap_or_default()[feedback::PRIMARY].clone();
         assert_eq!(

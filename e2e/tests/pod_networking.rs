@@ -15,7 +15,7 @@ use std::time::Duration;
 use multus_crds::MultusConfig;
 use multus_e2e::agent::RunningAgent;
 use multus_e2e::binaries::{bin, bin_dir};
-use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
+use multus_e2e::operator::{RunningOperator, TEST_LABEL};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
 
 /// Removes what the test creates on the host, also when it fails.
@@ -185,18 +185,9 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
     )
     .await
     .unwrap();
-    eventually(
-        "agent applied the bundle",
-        Duration::from_secs(60),
-        || async {
-            if agent.is_ready().await {
-                Ok(())
-            } else {
-                Err(agent.log_tail())
-            }
-        },
-    )
-    .await;
+    agent
+        .wait_ready("agent applied the bundle", Duration::from_secs(60))
+        .await;
     assert!(Path::new(&format!("{h}/multus/{ns}-storage.conf")).exists());
 
     // A pod on the node asking for the file-backed network.

@@ -54,18 +54,9 @@ async fn the_real_daemon_copies_beside_our_config_and_the_naive_setting_would_em
     let agent = RunningAgent::start(cp, &scenario.ns, &scenario.node, root)
         .await
         .unwrap();
-    eventually(
-        "agent applied the thick bundle",
-        Duration::from_secs(60),
-        || async {
-            if agent.is_ready().await {
-                Ok(())
-            } else {
-                Err(agent.log_tail())
-            }
-        },
-    )
-    .await;
+    agent
+        .wait_ready("agent applied the thick bundle", Duration::from_secs(60))
+        .await;
     let ours = std::fs::read(root.join(MULTUS_CONF)).unwrap();
     assert!(!ours.is_empty());
     let shim: Value = serde_json::from_slice(&ours).unwrap();
