@@ -73,6 +73,8 @@ struct Agent {
     token_retry_at: i64,
     /// Whether a token left by an earlier run was looked at.
     adoption_tried: bool,
+    /// Directories already swept for stale temp files in this run.
+    swept: Vec<PathBuf>,
     jitter: f64,
     reported: BTreeMap<String, String>,
     last_applied_hash: Option<String>,
@@ -101,6 +103,7 @@ pub async fn run(
         token: None,
         token_retry_at: 0,
         adoption_tried: false,
+        swept: Vec::new(),
         jitter: fastrand::f64(),
         reported: BTreeMap::new(),
         last_applied_hash: None,
@@ -217,8 +220,13 @@ impl Agent {
             }
         };
         let dirs = self.target_dirs(&bundle.manifest);
+        // Only an interrupted write leaves a temp file, and interruption means a restart:
+        // each directory is swept once per run, not on every pass.
         for dir in &dirs {
-            let _ = fsops::remove_stale_temps(dir);
+            if !self.swept.contains(dir) {
+                let _ = fsops::remove_stale_temps(dir);
+                self.swept.push(dir.clone());
+            }
         }
         let remove = cm
             .metadata
