@@ -33,6 +33,8 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
         .await
         .unwrap()
         .unwrap();
+    // Logs go to a file, not a pipe: a pipe nobody reads fills up and blocks the process.
+    let logs = tempfile::NamedTempFile::new().unwrap();
     let mut child = tokio::process::Command::new(binary)
         .args([
             "run",
@@ -52,7 +54,7 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
         ])
         .env("KUBECONFIG", &cp.kubeconfig)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::from(logs.reopen().unwrap()))
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -87,15 +89,12 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
 
     let pid = child.id().map(|p| p as i32).expect("running");
     kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("stopped within 20s of SIGTERM")
-        .unwrap();
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use tokio::io::AsyncReadExt;
-        let _ = e.read_to_string(&mut stderr).await;
-    }
+    let waited = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    let stderr = std::fs::read_to_string(logs.path()).unwrap();
+    let status = match waited {
+        Ok(status) => status.unwrap(),
+        Err(_) => panic!("still running 20 s after SIGTERM; logs:\n{stderr}"),
+    };
     assert!(status.success(), "exit {status}; logs:\n{stderr}");
     // Structured JSON logs, one object per line, with the shutdown recorded.
     assert!(

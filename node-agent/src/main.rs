@@ -37,5 +37,8 @@ fn run(args: RunArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(multus_node_agent::cli::serve(args))
+    let result = runtime.block_on(multus_node_agent::cli::serve(args));
+    // Whatever is still running (the watch, idle connections) is dropped, never waited on.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

@@ -83,13 +83,21 @@ impl RunArgs {
     }
 }
 
+/// How long a stopping operator waits for reconciles in flight before it exits anyway. A
+/// reconcile cut short is repeated by the next leader: every step is idempotent.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 pub fn run(args: RunArgs) -> Result<(), CliError> {
     init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Run(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(args))
+    let result = runtime.block_on(serve(args));
+    // Tasks still running (watches, the lease renewal, idle connections) are dropped; the
+    // process never waits on them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn serve(args: RunArgs) -> Result<(), CliError> {
@@ -147,9 +155,24 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
         }));
     }
 
-    controller::run(client, args.settings(), metrics, ready, stopped(stop_rx))
-        .await
-        .map_err(|e| CliError::Run(e.to_string()))?;
+    let controller = controller::run(
+        client,
+        args.settings(),
+        metrics,
+        ready,
+        stopped(stop_rx.clone()),
+    );
+    let grace_over = async {
+        stopped(stop_rx).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = controller => result.map_err(|e| CliError::Run(e.to_string()))?,
+        () = grace_over => tracing::warn!(
+            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+            "reconciles still running at the end of the shutdown grace period; stopping without them"
+        ),
+    }
     if let Some(handle) = lease_lost
         && handle.is_finished()
         && let Ok(why) = handle.await
