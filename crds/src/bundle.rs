@@ -39,6 +39,8 @@ pub const REMOVE_REQUESTED_AT_ANNOTATION: &str = "operator.multus.dev/remove-req
 
 /// Annotations the agent writes on its own node's ConfigMap.
 pub mod feedback {
+    /// Prefix shared by every feedback annotation.
+    pub const PREFIX: &str = "agent.operator.multus.dev/";
     /// `bundleHash` of the manifest the agent last applied.
     pub const APPLIED_HASH: &str = "agent.operator.multus.dev/applied-hash";
     /// RFC 3339 time of that application.

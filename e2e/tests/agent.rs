@@ -310,6 +310,24 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
     env.stop().await;
 }
 
+/// Replaces a host file in one step (write elsewhere, rename), as an editor or installer
+/// would, so that the agent sees exactly one change.
+fn replace_file(root: &std::path::Path, relative: &str, text: &str) {
+    let staged = root.join("staged-edit");
+    std::fs::write(&staged, text).unwrap();
+    std::fs::rename(&staged, root.join(relative)).unwrap();
+}
+
+async fn drift_repairs(agent: &RunningAgent) -> f64 {
+    let metrics = agent.metrics().await;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("multus_node_agent_drift_repairs_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no drift repair counter in {metrics}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it_waits() {
     let env = Env::new("waiting").await;
@@ -354,12 +372,12 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
         written.elapsed()
     );
 
-    // An edited primary is re-rendered.
-    std::fs::write(
-        root.path().join("etc/cni/net.d/10-calico.conflist"),
-        CALICO.replace("k8s-pod-network", "k8s-pod-network-v2"),
-    )
-    .unwrap();
+    // An edited primary is re-rendered; that is a new desired content, not a repair.
+    replace_file(
+        root.path(),
+        "etc/cni/net.d/10-calico.conflist",
+        &CALICO.replace("k8s-pod-network", "k8s-pod-network-v2"),
+    );
     eventually("re-rendered primary", WAIT, || async {
         match read(root.path(), "/etc/cni/net.d/00-multus.conf") {
             Some(t) if t.contains("k8s-pod-network-v2") => Ok(()),
@@ -367,35 +385,44 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
         }
     })
     .await;
+    assert_eq!(drift_repairs(&agent).await, 0.0);
 
-    // An owned file edited or deleted by hand is restored.
+    // An owned file edited or deleted by hand is restored, and each repair is counted.
     let good = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
-    std::fs::write(root.path().join("etc/cni/net.d/00-multus.conf"), "{}").unwrap();
-    eventually("edited config restored", WAIT, || async {
-        if read(root.path(), "/etc/cni/net.d/00-multus.conf").as_deref() == Some(good.as_str()) {
-            Ok(())
-        } else {
-            Err(String::new())
+    let restored = || async {
+        match read(root.path(), "/etc/cni/net.d/00-multus.conf") {
+            Some(t) if t == good => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-    })
-    .await;
+    };
+    let repairs_reach = |n: f64| {
+        let agent = &agent;
+        move || async move {
+            match drift_repairs(agent).await {
+                seen if seen == n => Ok(()),
+                seen => Err(format!("{seen} repairs counted")),
+            }
+        }
+    };
+    replace_file(root.path(), "etc/cni/net.d/00-multus.conf", "{}");
+    eventually("edited config restored", WAIT, restored).await;
+    eventually("one repair counted", WAIT, repairs_reach(1.0)).await;
     std::fs::remove_file(root.path().join("etc/cni/net.d/00-multus.conf")).unwrap();
-    eventually("deleted config restored", WAIT, || async {
-        if read(root.path(), "/etc/cni/net.d/00-multus.conf").as_deref() == Some(good.as_str()) {
-            Ok(())
-        } else {
-            Err(String::new())
-        }
-    })
-    .await;
-    let metrics = agent.metrics().await;
-    let repairs: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("multus_node_agent_drift_repairs_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(repairs >= 2.0, "drift repairs counted: {metrics}");
+    eventually("deleted config restored", WAIT, restored).await;
+    eventually("two repairs counted", WAIT, repairs_reach(2.0)).await;
+
+    // The primary goes away: now the directory holds only our own files. The agent waits
+    // again and never takes its own config as the primary.
+    std::fs::remove_file(root.path().join("etc/cni/net.d/10-calico.conflist")).unwrap();
+    let cm = env.wait_state(&node, "WaitingForPrimary").await;
+    assert_eq!(
+        cm.metadata.annotations.unwrap_or_default()[feedback::PRIMARY],
+        ""
+    );
+    let kept: Value =
+        serde_json::from_str(&read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap()).unwrap();
+    assert_eq!(kept["delegates"].as_array().map(Vec::len), Some(1));
+    assert_eq!(kept["delegates"][0]["name"], "k8s-pod-network-v2");
     assert!(agent.terminate().await.is_some_and(|s| s.success()));
     env.stop().await;
 }

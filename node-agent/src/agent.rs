@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
 use notify::Watcher;
@@ -14,20 +14,20 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use multus_crds::bundle::{
-    AgentState, BundleManifest, NodeBundle, PrimaryRule, REMOVE_ANNOTATION, feedback,
-    node_configmap_name,
+    AgentState, BundleManifest, NodeBundle, PrimaryRule, REMOVE_ANNOTATION, node_configmap_name,
 };
 
-use crate::fsops::{self, WriteOutcome};
+use crate::apply::HostFiles;
+use crate::fsops;
 use crate::hostpath::HostRoot;
 use crate::metrics::Metrics;
-use crate::plan::{self, NodeView, Plan, PrimaryView, Step};
+use crate::plan::{self, NodeView, PrimaryView};
 use crate::primary;
+use crate::report::{Reporter, now_secs};
 use crate::state::OwnedFiles;
 use crate::token::{self, ApiEndpoint, Token};
 
-/// Field manager of the agent's writes (its feedback annotations).
-pub const FIELD_MANAGER: &str = "multus-node-agent";
+pub use crate::report::FIELD_MANAGER;
 /// How often the agent re-checks the disk even without events.
 const RESYNC: Duration = Duration::from_secs(60);
 
@@ -76,8 +76,9 @@ struct Agent {
     /// Directories already swept for stale temp files in this run.
     swept: Vec<PathBuf>,
     jitter: f64,
-    reported: BTreeMap<String, String>,
-    last_applied_hash: Option<String>,
+    reporter: Reporter,
+    /// sha256 per host path of what this run last wrote (see [`HostFiles`]).
+    last_written: BTreeMap<String, String>,
     metrics: Metrics,
 }
 
@@ -105,8 +106,8 @@ pub async fn run(
         adoption_tried: false,
         swept: Vec::new(),
         jitter: fastrand::f64(),
-        reported: BTreeMap::new(),
-        last_applied_hash: None,
+        reporter: Reporter::new(client.clone(), &settings.namespace),
+        last_written: BTreeMap::new(),
         metrics,
         settings,
     };
@@ -214,7 +215,8 @@ impl Agent {
         let bundle = match NodeBundle::from_configmap_data(&data) {
             Ok(b) => b,
             Err(e) => {
-                self.report(cm, AgentState::Failed, None, None, &e.to_string())
+                self.reporter
+                    .report(cm, AgentState::Failed, None, None, None, &e.to_string())
                     .await;
                 return vec![];
             }
@@ -246,10 +248,15 @@ impl Agent {
             };
             plan::plan_apply(&bundle, &view, &self.owned)
         };
-        let error = self.execute(&plan, &bundle.manifest.bundle_hash).err();
-        let (state, message) = match (&error, plan.state) {
-            (Some(e), _) => (AgentState::Failed, e.clone()),
-            (None, s) => (s, plan.message.clone().unwrap_or_default()),
+        let mut host = HostFiles {
+            root: &self.root,
+            owned: &mut self.owned,
+            state_file: &self.state_file,
+            last_written: &mut self.last_written,
+        };
+        let (state, message) = match host.execute(&plan, &self.metrics) {
+            Err(e) => (AgentState::Failed, e.to_string()),
+            Ok(()) => (plan.state, plan.message.clone().unwrap_or_default()),
         };
         let token_error = self.token_problem(&bundle.manifest);
         let message = match (message.is_empty(), token_error) {
@@ -260,14 +267,17 @@ impl Agent {
         self.metrics
             .applied
             .store(applied.is_some(), std::sync::atomic::Ordering::SeqCst);
-        self.report(
-            cm,
-            state,
-            applied.as_deref(),
-            plan.primary.as_deref(),
-            &message,
-        )
-        .await;
+        let token_expiry = self.token.as_ref().map(|t| t.expires_at);
+        self.reporter
+            .report(
+                cm,
+                state,
+                applied.as_deref(),
+                plan.primary.as_deref(),
+                token_expiry,
+                &message,
+            )
+            .await;
         dirs
     }
 
@@ -396,143 +406,9 @@ impl Agent {
         manifest.kubeconfig.as_ref()?;
         (self.token_retry_at > 0).then(|| "the last token request failed; retrying".to_string())
     }
-
-    /// Runs the steps; ownership is recorded before a write and dropped after a removal.
-    fn execute(&mut self, plan: &Plan, bundle_hash: &str) -> Result<(), String> {
-        for step in &plan.steps {
-            match step {
-                Step::Write { path, bytes, mode } => {
-                    let resolved = self.root.resolve(path).map_err(|e| e.to_string())?;
-                    let existed_differently = std::fs::read(&resolved).is_ok_and(|b| &b != bytes);
-                    if !self.owned.owns(path) {
-                        self.owned.files.insert(path.clone());
-                        self.owned
-                            .save(&self.state_file)
-                            .map_err(|e| e.to_string())?;
-                    }
-                    let outcome =
-                        fsops::write_atomic(&resolved, bytes, *mode).map_err(|e| e.to_string())?;
-                    if outcome == WriteOutcome::Written {
-                        self.metrics.files_written.inc();
-                        // The same bundle, a different file on disk: someone changed it.
-                        if existed_differently
-                            && self.last_applied_hash.as_deref() == Some(bundle_hash)
-                            && !path.ends_with(".kubeconfig")
-                        {
-                            self.metrics.drift_repairs.inc();
-                            tracing::warn!(path = %path, "repaired a file changed outside the agent");
-                        }
-                    }
-                }
-                Step::Remove { path } => {
-                    let resolved = self.root.resolve(path).map_err(|e| e.to_string())?;
-                    fsops::remove(&resolved).map_err(|e| e.to_string())?;
-                    self.owned.files.remove(path);
-                    self.owned
-                        .save(&self.state_file)
-                        .map_err(|e| e.to_string())?;
-                    tracing::info!(path = %path, "removed");
-                }
-            }
-        }
-        if plan.state == AgentState::Applied {
-            self.last_applied_hash = Some(bundle_hash.to_string());
-        }
-        Ok(())
-    }
-
-    /// Writes the feedback annotations when they changed.
-    async fn report(
-        &mut self,
-        cm: &ConfigMap,
-        state: AgentState,
-        applied: Option<&str>,
-        primary: Option<&str>,
-        error: &str,
-    ) {
-        let mut annotations = BTreeMap::from([
-            (feedback::STATE.to_string(), state.as_str().to_string()),
-            (feedback::LAST_ERROR.to_string(), error.to_string()),
-            (
-                feedback::PRIMARY.to_string(),
-                primary.unwrap_or_default().to_string(),
-            ),
-        ]);
-        if let Some(t) = &self.token {
-            annotations.insert(feedback::TOKEN_EXPIRY.to_string(), rfc3339(t.expires_at));
-        }
-        if self.reported.is_empty() {
-            // After a restart, what an earlier run reported is the baseline: an unchanged
-            // node writes nothing and keeps its applied-at time.
-            self.reported = cm
-                .metadata
-                .annotations
-                .iter()
-                .flatten()
-                .filter(|(k, _)| k.starts_with("agent.operator.multus.dev/"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-        }
-        let previous_hash = self.reported.get(feedback::APPLIED_HASH).cloned();
-        match applied {
-            Some(hash) => {
-                annotations.insert(feedback::APPLIED_HASH.to_string(), hash.to_string());
-                let at = if previous_hash.as_deref() == Some(hash) {
-                    self.reported
-                        .get(feedback::APPLIED_AT)
-                        .cloned()
-                        .unwrap_or_default()
-                } else {
-                    rfc3339(now_secs())
-                };
-                annotations.insert(feedback::APPLIED_AT.to_string(), at);
-            }
-            None => {
-                for key in [feedback::APPLIED_HASH, feedback::APPLIED_AT] {
-                    if let Some(v) = self.reported.get(key) {
-                        annotations.insert(key.to_string(), v.clone());
-                    }
-                }
-            }
-        }
-        if annotations == self.reported {
-            return;
-        }
-        let name = cm.metadata.name.clone().unwrap_or_default();
-        let patch = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": { "name": name, "annotations": annotations },
-        });
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.settings.namespace);
-        match api
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(state = state.as_str(), error = error, "reported");
-                self.reported = annotations;
-            }
-            Err(e) => tracing::warn!(error = %e, "could not report on the bundle ConfigMap"),
-        }
-    }
 }
 
 fn manifest_of(cm: &ConfigMap) -> Option<BundleManifest> {
     let raw = cm.data.as_ref()?.get(multus_crds::bundle::MANIFEST_KEY)?;
     serde_json::from_str(raw).ok()
-}
-
-fn now_secs() -> i64 {
-    k8s_openapi::jiff::Timestamp::now().as_second()
-}
-
-fn rfc3339(secs: i64) -> String {
-    k8s_openapi::jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }

@@ -51,8 +51,72 @@ pub struct RunArgs {
     pub log_format: String,
 }
 
+/// Why the agent command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Check(#[from] crate::check::CheckError),
+}
+
+/// Runs a parsed command line; the report of `check` goes to `out`.
+pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError> {
+    match cli.command {
+        Command::Check { file } => {
+            let report = check_file(&file)?;
+            // A closed stdout leaves nothing to report to.
+            let _ = out.write_all(report.as_bytes());
+            Ok(())
+        }
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            let result = runtime.block_on(serve(args));
+            // Whatever is still running (the watch, idle connections) is dropped, never
+            // waited on.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
+        }
+    }
+}
+
+/// Checks a bundle ConfigMap file (`-`: stdin); returns the report.
+pub fn check_file(file: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let read = |source| CliError::Read {
+        path: file.to_path_buf(),
+        source,
+    };
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(read)?;
+        text
+    } else {
+        std::fs::read_to_string(file).map_err(read)?
+    };
+    Ok(crate::check::check_configmap_yaml(&text)?)
+}
+
 /// Runs the agent with logging, admin endpoints and signal handling.
-pub async fn serve(args: RunArgs) -> Result<(), String> {
+pub async fn serve(args: RunArgs) -> Result<(), CliError> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -74,7 +138,10 @@ pub async fn serve(args: RunArgs) -> Result<(), String> {
         stopped(stop_rx.clone()),
     )
     .await
-    .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_bind_address))?;
+    .map_err(|source| CliError::Listen {
+        addr: args.metrics_bind_address,
+        source,
+    })?;
     tracing::info!(address = %bound, node = %args.node_name, "serving /metrics, /healthz and /readyz");
     tokio::spawn(async move {
         let mut term =
@@ -96,7 +163,5 @@ pub async fn serve(args: RunArgs) -> Result<(), String> {
         state_path: args.state_file,
         kubeconfig: args.kubeconfig,
     };
-    crate::agent::run(settings, metrics, stopped(stop_rx))
-        .await
-        .map_err(|e| e.to_string())
+    Ok(crate::agent::run(settings, metrics, stopped(stop_rx)).await?)
 }

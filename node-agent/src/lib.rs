@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod apply;
 pub mod check;
 pub mod cli;
 pub mod fsops;
@@ -11,5 +12,6 @@ pub mod hostpath;
 pub mod metrics;
 pub mod plan;
 pub mod primary;
+pub mod report;
 pub mod state;
 pub mod token;

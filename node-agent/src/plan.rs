@@ -21,7 +21,7 @@ pub enum PrimaryView {
 }
 
 /// What the node offers right now.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeView {
     pub primary: PrimaryView,
     /// The readiness indicator file exists (or none is configured).
@@ -32,8 +32,23 @@ pub struct NodeView {
     pub existing: Vec<String>,
 }
 
+// The kubeconfig holds a token: Debug output shows sizes, never contents.
+impl std::fmt::Debug for NodeView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeView")
+            .field("primary", &self.primary)
+            .field("readiness_ok", &self.readiness_ok)
+            .field(
+                "kubeconfig",
+                &self.kubeconfig.as_ref().map(|k| Redacted(k.len())),
+            )
+            .field("existing", &self.existing)
+            .finish()
+    }
+}
+
 /// One file operation, on a host path.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Step {
     Write {
         path: String,
@@ -43,6 +58,29 @@ pub enum Step {
     Remove {
         path: String,
     },
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Write { path, bytes, mode } => f
+                .debug_struct("Write")
+                .field("path", path)
+                .field("bytes", &Redacted(bytes.len()))
+                .field("mode", &format_args!("{mode:o}"))
+                .finish(),
+            Step::Remove { path } => f.debug_struct("Remove").field("path", path).finish(),
+        }
+    }
+}
+
+/// Stands for content left out of Debug output (a file may hold a token).
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.0)
+    }
 }
 
 /// The plan and what to report.

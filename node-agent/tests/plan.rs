@@ -157,3 +157,25 @@ fn removal_goes_multus_config_first_attachments_next_kubeconfig_last() {
         ]
     );
 }
+
+#[test]
+fn debug_output_of_a_plan_and_its_view_never_shows_the_kubeconfig_token() {
+    let secret = "eyJhbGciOiJSUzI1NiJ9.not-a-real-token";
+    let mut node = view(calico());
+    node.kubeconfig = Some(format!(
+        "apiVersion: v1\nkind: Config\nusers:\n- name: multus\n  user:\n    token: {secret}\n"
+    ));
+    let plan = plan_apply(&bundle(), &node, &OwnedFiles::default());
+    let Step::Write { bytes, .. } = &plan.steps[0] else {
+        panic!("the kubeconfig is written first")
+    };
+    assert!(String::from_utf8_lossy(bytes).contains(secret));
+    for shown in [
+        format!("{plan:?}"),
+        format!("{plan:#?}"),
+        format!("{node:?}"),
+    ] {
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("bytes>"), "{shown}");
+    }
+}

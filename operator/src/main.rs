@@ -1,3 +1,6 @@
+//! multus-operator: parses the command line and hands it to the library.
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

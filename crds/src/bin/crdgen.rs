@@ -1,4 +1,5 @@
 //! Writes the generated CRD YAML into `crds/yaml/` (or prints it with `--stdout`).
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 

@@ -1,0 +1,76 @@
+//! Carries out a plan on the host: each step resolved under the host root, ownership
+//! recorded before a write and dropped after a removal.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use multus_crds::bundle::sha256_hex;
+
+use crate::fsops::{self, FsError, WriteOutcome};
+use crate::hostpath::{HostRoot, PathError};
+use crate::metrics::Metrics;
+use crate::plan::{Plan, Step};
+use crate::state::{OwnedFiles, StateError};
+
+/// A step that could not be carried out. The pass stops there; the next pass retries.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+/// The host side of the agent: where files go and which of them it owns.
+pub struct HostFiles<'a> {
+    pub root: &'a HostRoot,
+    pub owned: &'a mut OwnedFiles,
+    pub state_file: &'a Path,
+    /// sha256 of what this run last wrote (or found in place) per host path. A file on disk
+    /// that no longer matches it was changed by someone else.
+    pub last_written: &'a mut BTreeMap<String, String>,
+}
+
+impl HostFiles<'_> {
+    /// Runs the steps in order. Rewriting a file that someone else edited or deleted since
+    /// the agent last wrote it counts as a drift repair; a new desired content (a new bundle,
+    /// an edited primary, a rotated token) does not.
+    pub fn execute(&mut self, plan: &Plan, metrics: &Metrics) -> Result<(), ApplyError> {
+        for step in &plan.steps {
+            match step {
+                Step::Write { path, bytes, mode } => {
+                    let resolved = self.root.resolve(path)?;
+                    let on_disk = std::fs::read(&resolved).ok().map(sha256_hex);
+                    let drifted = self
+                        .last_written
+                        .get(path)
+                        .is_some_and(|ours| on_disk.as_ref() != Some(ours));
+                    if !self.owned.owns(path) {
+                        self.owned.files.insert(path.clone());
+                        self.owned.save(self.state_file)?;
+                    }
+                    let outcome = fsops::write_atomic(&resolved, bytes, *mode)?;
+                    self.last_written.insert(path.clone(), sha256_hex(bytes));
+                    if outcome == WriteOutcome::Written {
+                        metrics.files_written.inc();
+                        if drifted {
+                            metrics.drift_repairs.inc();
+                            tracing::warn!(path = %path, "repaired a file changed outside the agent");
+                        }
+                    }
+                }
+                Step::Remove { path } => {
+                    let resolved = self.root.resolve(path)?;
+                    fsops::remove(&resolved)?;
+                    self.owned.files.remove(path);
+                    self.last_written.remove(path);
+                    self.owned.save(self.state_file)?;
+                    tracing::info!(path = %path, "removed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
