@@ -395,6 +395,63 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_reported() {
+    let env = Env::new("giveup").await;
+    let node = format!("{}-n1", env.test);
+    env.node(&node, "eth1").await;
+    let op = RunningOperator::start(
+        env.client.clone(),
+        &env.ns,
+        &env.test,
+        Duration::from_secs(3),
+    );
+    env.config("abandoned", json!({})).await;
+    env.wait_bundles("one bundle", |b| b.len() == 1).await;
+    let uid = env.configs().get("abandoned").await.unwrap().metadata.uid;
+    env.configs()
+        .delete("abandoned", &DeleteParams::default())
+        .await
+        .unwrap();
+    // No agent ever answers: the finalizer is released once the timeout has passed.
+    eventually("MultusConfig gone after the timeout", WAIT, || async {
+        match env.configs().get_opt("abandoned").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let events: Api<Event> = Api::all(env.client.clone());
+    let event = eventually(
+        "a CleanupTimedOut event on the MultusConfig",
+        WAIT,
+        || async {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|e| e.regarding.as_ref().and_then(|r| r.uid.clone()) == uid)
+                .ok_or_else(|| "no event yet".to_string())
+        },
+    )
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.reason.as_deref(), Some("CleanupTimedOut"));
+    assert!(
+        event.note.as_deref().unwrap_or_default().contains(&node),
+        "{event:?}"
+    );
+    // Waiting for agents is not a reconcile failure.
+    assert!(
+        !op.metrics.encode().contains("CleanupPending"),
+        "{}",
+        op.metrics.encode()
+    );
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
     let env = Env::new("conflict").await;
     let node = format!("{}-n1", env.test);

@@ -83,6 +83,9 @@ pub struct Decisions {
     pub new_warnings: Vec<Finding>,
     /// When to look again even if nothing changes (a removal timeout).
     pub requeue_after: Option<Duration>,
+    /// Nodes given up on: their agent did not confirm file removal within the timeout (the
+    /// node may be offline). Their ConfigMaps are deleted all the same; this is reported.
+    pub given_up: Vec<String>,
 }
 
 /// Decides the normal (not deleting) reconcile.
@@ -226,8 +229,15 @@ pub fn decide_cleanup(snap: &Snapshot<'_>, cleanup_timeout: Duration) -> (Decisi
     // them one by one is not needed.
     d.delete.clear();
     d.findings.generation = snap.config.metadata.generation;
-    d.findings.cleanup = Some(if pending.is_empty() {
+    d.findings.cleanup = Some(if pending.is_empty() && d.given_up.is_empty() {
         "cleanup confirmed on every node".into()
+    } else if pending.is_empty() {
+        format!(
+            "cleanup finished; gave up on {} that did not confirm file removal within {} s: {}",
+            plural(d.given_up.len(), "node"),
+            cleanup_timeout.as_secs(),
+            d.given_up.join(", ")
+        )
     } else {
         format!(
             "deleting: waiting for {} to confirm file removal: {}",
@@ -264,6 +274,9 @@ fn remove_unwanted(
         let waited = seconds_between(requested, &snap.now);
         if confirmed || waited >= timeout.as_secs_f64() {
             d.delete.push(cm.name.clone());
+            if !confirmed {
+                d.given_up.push(node.clone());
+            }
         } else {
             let left = Duration::from_secs_f64((timeout.as_secs_f64() - waited).max(1.0));
             d.requeue_after = min_duration(d.requeue_after, left);

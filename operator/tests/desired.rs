@@ -129,6 +129,8 @@ fn removal_is_marked_then_confirmed_or_timed_out_and_gone_nodes_go_at_once() {
     );
     // "late" was marked a minute ago: look again when its timeout runs out.
     assert_eq!(d.requeue_after, Some(Duration::from_secs(239)));
+    // Only the silent one is reported as given up: the others confirmed or no longer exist.
+    assert_eq!(d.given_up, vec!["silent"]);
 }
 
 #[test]
@@ -155,5 +157,35 @@ fn cleanup_waits_for_every_live_node_that_has_not_confirmed() {
             .cleanup
             .unwrap()
             .contains("waiting for 1 node to confirm file removal: n2")
+    );
+}
+
+#[test]
+fn cleanup_that_times_out_on_a_node_says_so_instead_of_claiming_confirmation() {
+    let c = config();
+    let nodes = [node("n1", "a"), node("offline", "a")];
+    let owned_cms = vec![
+        owned(
+            "n1",
+            Some("2026-01-01T00:00:00Z"),
+            Some(AgentState::Removed),
+        ),
+        owned(
+            "offline",
+            Some("2026-01-01T00:00:00Z"),
+            Some(AgentState::Applied),
+        ),
+    ];
+    let (d, pending) = decide_cleanup(
+        &snapshot(&c, &nodes, owned_cms, "2026-01-01T00:05:01Z"),
+        TIMEOUT,
+    );
+    assert!(pending.is_empty(), "the timeout releases the finalizer");
+    assert_eq!(d.given_up, vec!["offline"]);
+    let message = d.findings.cleanup.unwrap();
+    assert!(
+        message
+            .contains("gave up on 1 node that did not confirm file removal within 300 s: offline"),
+        "{message}"
     );
 }

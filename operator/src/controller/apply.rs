@@ -174,3 +174,33 @@ pub async fn publish_findings(
         }
     }
 }
+
+/// A Warning Event on the MultusConfig naming the nodes whose agents never confirmed file
+/// removal before the timeout (offline or broken nodes may still hold its files).
+pub async fn publish_given_up(
+    ctx: &Context,
+    config: &MultusConfig,
+    nodes: &[String],
+    timeout: std::time::Duration,
+) {
+    if nodes.is_empty() {
+        return;
+    }
+    tracing::warn!(nodes = %nodes.join(","), "gave up waiting for agents to confirm file removal");
+    let note = format!(
+        "no confirmation of file removal within {} s from: {}; their files may still be on the host",
+        timeout.as_secs(),
+        nodes.join(", ")
+    );
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "CleanupTimedOut".into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Cleanup".into(),
+        secondary: None,
+    };
+    match ctx.recorder.publish(&event, &config.object_ref(&())).await {
+        Ok(()) => ctx.metrics.wrote("event"),
+        Err(e) => tracing::warn!(error = %e, "could not publish event"),
+    }
+}

@@ -229,6 +229,10 @@ fn log_watch_error<K>(event: Result<K, watcher::Error>) {
 }
 
 fn error_policy(config: Arc<MultusConfig>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    if error.is_waiting() {
+        // The finalizer stays; agent feedback wakes the controller, this is the fallback.
+        return Action::requeue(Duration::from_secs(5));
+    }
     ctx.metrics.failed(error.reason());
     tracing::warn!(
         multusconfig = config.metadata.name.as_deref().unwrap_or_default(),

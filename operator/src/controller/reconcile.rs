@@ -40,6 +40,18 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// Waiting for agents, not a failure: kept out of the failure metric and warnings.
+    pub fn is_waiting(&self) -> bool {
+        match self {
+            ReconcileError::CleanupPending(_) => true,
+            ReconcileError::Finalizer(inner) => matches!(
+                inner.as_ref(),
+                finalizer::Error::CleanupFailed(ReconcileError::CleanupPending(_))
+            ),
+            _ => false,
+        }
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             ReconcileError::CachesStopped => "CachesStopped",
@@ -153,6 +165,8 @@ async fn apply_config(config: &MultusConfig, ctx: &Context) -> Result<Action, Re
     apply::write_bundles(ctx, config, &decisions.write).await?;
     apply::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
     apply::delete_configmaps(ctx, &decisions.delete).await?;
+    let timeout = ctx.settings.cleanup_timeout;
+    apply::publish_given_up(ctx, config, &decisions.given_up, timeout).await;
     apply::publish_findings(
         ctx,
         &snap.nads,
@@ -177,6 +191,8 @@ async fn cleanup_config(config: &MultusConfig, ctx: &Context) -> Result<Action, 
     let status = status::compute(&decisions.findings, snap.old_status, &snap.now);
     apply::write_status(ctx, config, &status).await?;
     if pending.is_empty() {
+        let timeout = ctx.settings.cleanup_timeout;
+        apply::publish_given_up(ctx, config, &decisions.given_up, timeout).await;
         tracing::info!("every node confirmed cleanup (or timed out); releasing the finalizer");
         return Ok(Action::await_change());
     }
