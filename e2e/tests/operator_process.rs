@@ -22,46 +22,82 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// An operator process (`multus-operator run --leader-elect`) with its logs in a file (not
+/// a pipe: a pipe nobody reads fills up and blocks the process).
+struct Replica {
+    child: tokio::process::Child,
+    addr: String,
+    logs: tempfile::NamedTempFile,
+}
+
+impl Replica {
+    async fn start(cp: &ControlPlane, ns: &str, identity: &str) -> Replica {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
+            .await
+            .unwrap()
+            .unwrap();
+        let logs = tempfile::NamedTempFile::new().unwrap();
+        let child = tokio::process::Command::new(binary)
+            .args([
+                "run",
+                "--namespace",
+                ns,
+                "--metrics-bind-address",
+                &addr,
+                "--leader-elect",
+                "--lease-name",
+                "multus-operator",
+                "--identity",
+                identity,
+                "--multusconfig-selector",
+                &format!("{TEST_LABEL}={ns}"),
+                "--log-format",
+                "json",
+            ])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(logs.reopen().unwrap()))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Replica { child, addr, logs }
+    }
+
+    /// Waits until /readyz answers 200 with this body.
+    async fn wait_readyz(&self, expected: &str) {
+        eventually(&format!("/readyz answers 200 {expected}"), WAIT, || async {
+            match http::get(&self.addr, "/readyz").await {
+                Ok((200, body)) if body.starts_with(expected) => Ok(body),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+}
+
+async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get("multus-operator")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stops_on_sigterm() {
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let ns = unique_name("process");
     fixtures::namespace(&client, &ns).await.unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
-        .await
-        .unwrap()
-        .unwrap();
-    // Logs go to a file, not a pipe: a pipe nobody reads fills up and blocks the process.
-    let logs = tempfile::NamedTempFile::new().unwrap();
-    let mut child = tokio::process::Command::new(binary)
-        .args([
-            "run",
-            "--namespace",
-            &ns,
-            "--metrics-bind-address",
-            &addr,
-            "--leader-elect",
-            "--lease-name",
-            "multus-operator",
-            "--identity",
-            "replica-a",
-            "--multusconfig-selector",
-            &format!("{TEST_LABEL}={ns}"),
-            "--log-format",
-            "json",
-        ])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(logs.reopen().unwrap()))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-
-    eventually("/readyz answers 200", WAIT, || async {
+    let a = Replica::start(cp, &ns, "replica-a").await;
+    let mut child = a.child;
+    let (addr, logs) = (a.addr, a.logs);
+    // Ready as the leader with synced caches.
+    eventually("/readyz answers 200 ready", WAIT, || async {
         match http::get(&addr, "/readyz").await {
-            Ok((200, body)) => Ok(body),
+            Ok((200, body)) if body == "ready" => Ok(body),
             other => Err(format!("{other:?}")),
         }
     })
@@ -79,13 +115,13 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
     );
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let holder = leases
-        .get("multus-operator")
-        .await
-        .unwrap()
-        .spec
-        .and_then(|s| s.holder_identity);
-    assert_eq!(holder.as_deref(), Some("replica-a"));
+    assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-a"));
+
+    // A second replica waits as a healthy standby: ready, so that a rolling update of a
+    // two-replica Deployment can proceed, but not leading.
+    let b = Replica::start(cp, &ns, "replica-b").await;
+    b.wait_readyz("standby").await;
+    assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-a"));
 
     let pid = child.id().map(|p| p as i32).expect("running");
     kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
@@ -104,6 +140,17 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
         "{stderr}"
     );
     assert!(stderr.contains("signal received"), "{stderr}");
+    assert!(stderr.contains("released leadership"), "{stderr}");
+
+    // The lease was released on the way out: right after the exit it is free or already the
+    // standby's, where an unreleased lease would name replica-a for another 15 s.
+    let holder = lease_holder(&leases).await;
+    assert!(
+        matches!(holder.as_deref(), None | Some("" | "replica-b")),
+        "{holder:?}"
+    );
+    b.wait_readyz("ready").await;
+    assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-b"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

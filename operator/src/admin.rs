@@ -7,20 +7,35 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::metrics::Metrics;
 
-/// Shared readiness flag.
+const SYNCING: u8 = 0;
+const STANDBY: u8 = 1;
+const READY: u8 = 2;
+
+/// Shared readiness. A standby replica (waiting for the leader Lease) counts as ready, so
+/// that a rolling update of a Deployment with more than one replica can proceed; the
+/// leader is ready once its caches have synced.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<AtomicU8>);
 
 impl Readiness {
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.store(READY, Ordering::SeqCst);
     }
+    /// Waiting for the Lease: healthy, not leading.
+    pub fn set_standby(&self) {
+        self.0.store(STANDBY, Ordering::SeqCst);
+    }
+    /// Leading (or about to), caches not synced yet.
+    pub fn set_syncing(&self) {
+        self.0.store(SYNCING, Ordering::SeqCst);
+    }
+    /// Leading with synced caches.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.load(Ordering::SeqCst) == READY
     }
 }
 
@@ -61,9 +76,9 @@ async fn metrics_handler(State(state): State<AdminState>) -> String {
 }
 
 async fn ready_handler(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.ready.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    match state.ready.0.load(Ordering::SeqCst) {
+        READY => (StatusCode::OK, "ready"),
+        STANDBY => (StatusCode::OK, "standby: waiting for the leader lease"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "caches not synced"),
     }
 }

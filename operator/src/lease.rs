@@ -86,6 +86,31 @@ impl LeaseLock {
         }
     }
 
+    /// Gives the lease up when this identity holds it, so that a standby takes over at once
+    /// instead of after the lease duration. Best effort: an error leaves the lease to expire.
+    pub async fn release(&self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!(lease = %self.name, "released leadership"),
+            Err(e) => {
+                tracing::warn!(lease = %self.name, error = %e, "could not release the lease; it expires on its own")
+            }
+        }
+    }
+
     async fn holder(&self) -> Option<String> {
         let lease = self.api.get_opt(&self.name).await.ok()??;
         lease.spec?.holder_identity
@@ -118,12 +143,14 @@ impl LeaseLock {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let ours = spec.holder_identity.as_deref() == Some(self.identity.as_str());
-        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(secs)) => {
-                now.0.duration_since(renewed.0).as_secs_f64() > f64::from(secs)
-            }
-            _ => true,
-        };
+        let released = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+        let expired = released
+            || match (&spec.renew_time, spec.lease_duration_seconds) {
+                (Some(renewed), Some(secs)) => {
+                    now.0.duration_since(renewed.0).as_secs_f64() > f64::from(secs)
+                }
+                _ => true,
+            };
         if !ours && !expired {
             return Ok(false);
         }

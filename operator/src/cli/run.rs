@@ -2,6 +2,7 @@
 
 use clap::ValueEnum;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use multus_crds::multus_config::ServiceAccountRef;
@@ -132,27 +133,31 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
         let _ = signal_tx.send(true);
     });
 
-    let mut lease_lost = None;
+    let mut leadership = None;
     if args.leader_elect {
         let identity = args.identity.clone().unwrap_or_else(hostname);
-        let lock = LeaseLock::new(
+        let lock = Arc::new(LeaseLock::new(
             client.clone(),
             &args.namespace,
             &args.lease_name,
             &identity,
             Duration::from_secs(15),
-        );
+        ));
+        ready.set_standby();
         tokio::select! {
             () = lock.acquire() => {}
             () = stopped(stop_rx.clone()) => return Ok(()),
         }
+        ready.set_syncing();
         let lost_tx = stop_tx.clone();
-        lease_lost = Some(tokio::spawn(async move {
-            let why = lock.hold().await;
+        let holder = lock.clone();
+        let renewing = tokio::spawn(async move {
+            let why = holder.hold().await;
             tracing::error!(error = %why, "leadership lost; stopping");
             let _ = lost_tx.send(true);
             why
-        }));
+        });
+        leadership = Some((lock, renewing));
     }
 
     let controller = controller::run(
@@ -173,11 +178,16 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
             "reconciles still running at the end of the shutdown grace period; stopping without them"
         ),
     }
-    if let Some(handle) = lease_lost
-        && handle.is_finished()
-        && let Ok(why) = handle.await
-    {
-        return Err(CliError::Run(why.to_string()));
+    if let Some((lock, renewing)) = leadership {
+        if renewing.is_finished() {
+            if let Ok(why) = renewing.await {
+                return Err(CliError::Run(why.to_string()));
+            }
+        } else {
+            renewing.abort();
+            // Nothing is written any more: hand over to a standby at once.
+            let _ = tokio::time::timeout(Duration::from_secs(2), lock.release()).await;
+        }
     }
     tracing::info!("stopped");
     Ok(())
