@@ -322,8 +322,11 @@ pub fn node_configmap_name(node: &str) -> String {
         return full;
     }
     let hash = &sha256_hex(node)[..10];
-    let keep = MAX_NAME_LEN - hash.len() - 1;
-    // Node names are DNS subdomains (ASCII), so byte slicing is on a char boundary.
+    let mut keep = MAX_NAME_LEN - hash.len() - 1;
+    // Node names from the API are ASCII, but a name typed on a command line may not be.
+    while !full.is_char_boundary(keep) {
+        keep -= 1;
+    }
     let prefix = full[..keep].trim_end_matches(['-', '.']);
     format!("{prefix}-{hash}")
 }
@@ -375,6 +378,14 @@ mod tests {
         let last = name.chars().last().unwrap_or('-');
         assert!(last.is_ascii_alphanumeric());
         assert!(!name.contains(".-") && !name.contains("-."));
+    }
+
+    #[test]
+    fn a_long_non_ascii_name_is_cut_on_a_character_boundary() {
+        let node = "é".repeat(150);
+        let name = node_configmap_name(&node);
+        assert!(name.len() <= MAX_NAME_LEN, "{}", name.len());
+        assert!(name.starts_with("multus-node-é"));
     }
 
     #[test]

@@ -601,3 +601,39 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
     agent.terminate().await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written() {
+    let env = Env::new("statefile").await;
+    let node = env.node("n1").await;
+    let root = host_root(true).unwrap();
+    env.config("statefile", &node, json!({ "primary": { "auto": {} } }))
+        .await;
+    let logs = tempfile::tempdir().unwrap();
+    // libcni would load this *.json as a network config.
+    let agent = RunningAgent::start_with_state(
+        env.cp,
+        &env.ns,
+        &node,
+        root.path(),
+        "/etc/cni/net.d/owned-files.json",
+        logs.path(),
+    )
+    .await
+    .unwrap();
+    let cm = env.wait_state(&node, "Failed").await;
+    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
+    assert!(
+        message.contains("the state file /etc/cni/net.d/owned-files.json is inside"),
+        "{message}"
+    );
+    let files: Vec<String> = std::fs::read_dir(root.path().join("etc/cni/net.d"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, vec!["10-calico.conflist"], "nothing was written");
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    env.stop().await;
+}

@@ -230,6 +230,19 @@ impl Agent {
                 self.swept.push(dir.clone());
             }
         }
+        // libcni loads every *.json of the conf dir: the record of owned files must live
+        // outside every directory the bundle writes to.
+        if let Some(dir) = dirs.iter().find(|d| self.state_file.starts_with(d)) {
+            let message = format!(
+                "the state file {} is inside {}, a directory the bundle writes to; set --state-file outside every CNI directory",
+                self.settings.state_path,
+                dir.display()
+            );
+            self.reporter
+                .report(cm, AgentState::Failed, None, None, None, &message)
+                .await;
+            return vec![];
+        }
         let remove = cm
             .metadata
             .annotations

@@ -57,11 +57,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<WriteOutcome
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = dir.join(format!("{TEMP_PREFIX}{name}{TEMP_SUFFIX}"));
+    // A temp file left by an interrupted write (or planted there) is removed, and the new
+    // one is created exclusively: never written through an existing link.
+    match fs::remove_file(&temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err("remove stale", &temp)(e)),
+    }
     {
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&temp)
@@ -143,6 +149,22 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["00-multus.conf"], "no temp file remains");
+    }
+
+    #[test]
+    fn a_planted_temp_link_is_replaced_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        let target = dir.path().join("00-multus.conf");
+        let temp = dir
+            .path()
+            .join(format!("{TEMP_PREFIX}00-multus.conf{TEMP_SUFFIX}"));
+        fs::hard_link(&victim, &temp).unwrap();
+        write_atomic(&target, b"{}", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "{}");
+        assert!(!temp.exists());
     }
 
     #[test]

@@ -238,6 +238,15 @@ pub fn plan_apply(bundle: &NodeBundle, view: &NodeView, owned: &OwnedFiles) -> P
                 primary_name,
             );
         }
+        // multus-daemon refuses to start on a daemon config that is not a JSON object.
+        if file.role == FileRole::DaemonConfig
+            && !serde_json::from_str::<serde_json::Value>(&bytes).is_ok_and(|v| v.is_object())
+        {
+            return failed(
+                format!("refusing to write {path}: not a JSON object"),
+                primary_name,
+            );
+        }
         desired.push((rank, path, bytes.into_bytes()));
     }
     desired.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));

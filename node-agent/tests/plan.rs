@@ -13,8 +13,12 @@ const GOLDEN: &str = concat!(
 const KUBECONFIG: &str = "/etc/cni/net.d/multus.d/multus.kubeconfig";
 
 fn bundle() -> NodeBundle {
+    golden_bundle(GOLDEN)
+}
+
+fn golden_bundle(dir: &str) -> NodeBundle {
     let mut data = BTreeMap::new();
-    for entry in std::fs::read_dir(GOLDEN).unwrap() {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("completed-") {
@@ -178,4 +182,35 @@ fn debug_output_of_a_plan_and_its_view_never_shows_the_kubeconfig_token() {
         assert!(!shown.contains(secret), "{shown}");
         assert!(shown.contains("bytes>"), "{shown}");
     }
+}
+
+#[test]
+fn a_daemon_config_that_is_not_a_json_object_is_refused_and_nothing_is_written() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../operator/testdata/golden/thick-nad"
+    );
+    let good = golden_bundle(dir);
+    let node = view(PrimaryView::NotNeeded);
+    assert_eq!(
+        plan_apply(&good, &node, &OwnedFiles::default()).state,
+        AgentState::Applied
+    );
+    let mut broken = good.clone();
+    let key = broken
+        .data
+        .keys()
+        .find(|k| k.contains("daemon-config"))
+        .cloned()
+        .unwrap();
+    broken.data.insert(key, "[\"not\", \"an object\"]".into());
+    let plan = plan_apply(&broken, &node, &OwnedFiles::default());
+    assert_eq!(plan.state, AgentState::Failed);
+    assert!(plan.steps.is_empty());
+    assert!(
+        plan.message
+            .unwrap_or_default()
+            .contains("not a JSON object"),
+        "names the problem"
+    );
 }
