@@ -506,6 +506,42 @@ fn device_info_without_a_resource_name_is_a_warning_not_silence() {
 }
 
 #[test]
+fn a_config_name_that_differs_from_the_nad_name_is_replaced_and_flagged() {
+    let yaml = format!(
+        "{CONFIG_ALL_NADS}{}---\napiVersion: v1\nkind: Node\nmetadata: {{ name: n1 }}\n",
+        nad(
+            "team-b",
+            "fast",
+            "2026-01-01T00:00:00Z",
+            r#"{"cniVersion":"0.3.1","name":"fast-net","type":"bridge"}"#
+        ),
+    );
+    let inputs = inline(&yaml);
+    let catalog = catalog_of(&inputs);
+    let warned: Vec<(&str, Reason, &str)> = catalog
+        .warnings
+        .iter()
+        .map(|w| (w.nad.as_str(), w.reason, w.path.as_str()))
+        .collect();
+    assert_eq!(
+        warned,
+        vec![("team-b/fast", Reason::NameOverridden, "$.name")]
+    );
+    let rendered = render(&inputs, "n1").unwrap();
+    let (_, text) = rendered
+        .bundle
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.role == FileRole::Attachment)
+        .map(|f| (f, &rendered.bundle.data[&f.key]))
+        .next()
+        .expect("the attachment is written");
+    let v: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(v["name"], "fast", "Multus matches the NAD name");
+}
+
+#[test]
 fn the_same_input_renders_the_same_bytes_whatever_the_input_order() {
     let first = inputs(&["cluster.yaml", "thin-auto.yaml"]);
     let mut shuffled = inputs(&["cluster.yaml", "thin-auto.yaml"]);
