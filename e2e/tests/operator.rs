@@ -306,11 +306,24 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
     })
     .await;
 
-    // A node joins the pool: it gets a bundle.
+    // The node is labelled back into the pool: it gets its bundle again.
+    env.label_node(&nodes[2], POOL_LABEL, Some(&env.test)).await;
+    env.wait_bundles("bundle for the relabelled node", |b| {
+        b.len() == 3
+            && b.get(&nodes[2]).is_some_and(|cm| {
+                cm.metadata
+                    .annotations
+                    .as_ref()
+                    .is_none_or(|a| !a.contains_key(REMOVE_ANNOTATION))
+            })
+    })
+    .await;
+
+    // A new node joins the pool: it gets a bundle.
     let fourth = format!("{}-n4", env.test);
     env.node(&fourth, "eth4").await;
     env.wait_bundles("bundle for the new node", |b| {
-        b.contains_key(&fourth) && b.len() == 3
+        b.contains_key(&fourth) && b.len() == 4
     })
     .await;
 
@@ -319,7 +332,7 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
         .await;
     let plain = format!("{}-plain.conf", env.ns);
     env.wait_bundles("edited NAD in every bundle", |b| {
-        b.len() == 3
+        b.len() == 4
             && b.values()
                 .all(|cm| file_json(cm, &plain).is_some_and(|v| v["bridge"] == "br-edited"))
     })
@@ -329,7 +342,7 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
         .await
         .unwrap();
     env.wait_bundles("deleted NAD gone from every bundle", |b| {
-        b.len() == 3
+        b.len() == 4
             && b.values()
                 .all(|cm| !cm.data.as_ref().is_some_and(|d| d.contains_key(&plain)))
     })
@@ -344,6 +357,13 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
     env.nad("good", BRIDGE, None).await;
     env.nad("broken", r#"{"cniVersion":"0.3.1","type":"#, None)
         .await;
+    // Valid, but Multus will never write device info for it: no resource name annotation.
+    env.nad(
+        "devinfo",
+        r#"{"cniVersion":"0.3.1","type":"host-device","capabilities":{"CNIDeviceInfoFile":true}}"#,
+        None,
+    )
+    .await;
     let op = env.operator();
     env.config("invalid", json!({})).await;
 
@@ -361,7 +381,18 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
     assert_eq!(status.attachments.rejected[0].reason, "InvalidJson");
     assert_eq!(
         status.attachments.materialized,
-        vec![format!("{}/good", env.ns)]
+        vec![format!("{}/devinfo", env.ns), format!("{}/good", env.ns)]
+    );
+    let warnings = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::ATTACHMENT_WARNINGS)
+        .expect("AttachmentWarnings condition");
+    assert_eq!(warnings.status, "True");
+    assert!(
+        warnings.message.contains(&format!("{}/devinfo", env.ns)),
+        "{}",
+        warnings.message
     );
 
     let bundles = env.wait_bundles("one bundle", |b| b.len() == 1).await;
@@ -391,6 +422,19 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
             .unwrap_or_default()
             .contains("not written to any node")
     );
+    let lint = eventually("a Warning event on the devinfo NAD", WAIT, || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("devinfo"))
+            .ok_or_else(|| "no event yet".to_string())
+    })
+    .await;
+    assert_eq!(lint.type_.as_deref(), Some("Warning"));
+    assert_eq!(lint.reason.as_deref(), Some("DeviceInfoWithoutResource"));
     op.stop().await;
 }
 
@@ -457,14 +501,32 @@ async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
     let node = format!("{}-n1", env.test);
     env.node(&node, "eth1").await;
     let op = env.operator();
-    // Creation times have one-second resolution and ties go by name, so the names agree
-    // with the ages here; the age rule itself is unit-tested in `ownership`.
-    env.config("a-older", json!({})).await;
+    // The older config has the name that sorts last, so only the age rule makes it win
+    // (ties in the one-second creation time would go by name).
+    let older = env.config("z-older", json!({})).await;
     env.wait_bundles("bundle of the older config", |b| b.len() == 1)
         .await;
-    env.config("b-newer", json!({})).await;
+    let created = older
+        .metadata
+        .creation_timestamp
+        .map(|t| t.0.as_second())
+        .unwrap();
+    eventually(
+        "the clock passes the older config's creation second",
+        WAIT,
+        || async {
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            if now > created {
+                Ok(())
+            } else {
+                Err(format!("{now}"))
+            }
+        },
+    )
+    .await;
+    env.config("a-newer", json!({})).await;
     let newer = env
-        .wait_condition("b-newer", condition::CONFLICTED, "True")
+        .wait_condition("a-newer", condition::CONFLICTED, "True")
         .await;
     let message = newer
         .status
@@ -475,14 +537,14 @@ async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
         .unwrap()
         .message;
     assert!(
-        message.contains(&format!("{node} (owned by a-older)")),
+        message.contains(&format!("{node} (owned by z-older)")),
         "{message}"
     );
-    env.wait_condition("a-older", condition::CONFLICTED, "False")
+    env.wait_condition("z-older", condition::CONFLICTED, "False")
         .await;
     let bundles = env.bundles().await;
     let owner = &bundles[&node].metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!(owner.name, "a-older");
+    assert_eq!(owner.name, "z-older");
     op.stop().await;
 }
 
