@@ -10,12 +10,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use multus_crds::bundle::{feedback, node_configmap_name};
 use multus_e2e::agent::RunningAgent;
 use multus_e2e::operator::eventually;
 use multus_e2e::scenario::OneNode;
 use multus_e2e::{ControlPlane, fixtures};
 
 const KUBECONFIG: &str = "etc/cni/net.d/multus.d/multus.kubeconfig";
+const WAIT: Duration = Duration::from_secs(30);
 
 /// (token, exp) from a kubeconfig the agent wrote.
 fn token_of(text: &str) -> Option<(String, i64)> {
@@ -145,6 +149,31 @@ async fn tokens_rotate_early_never_expire_in_the_file_and_survive_an_api_outage(
     let as_multus = cp.client_with_token(&latest.0).await.unwrap();
     assert!(fixtures::whoami(&as_multus).await.is_ok());
 
+    // The expiry of the token in the file (never the token) is reported on the ConfigMap
+    // and as a metric.
+    let expiry = k8s_openapi::jiff::Timestamp::from_second(latest.1)
+        .unwrap()
+        .to_string();
+    let configmaps: Api<ConfigMap> = Api::namespaced(cp.client().await.unwrap(), ns);
+    let cm_name = node_configmap_name(&scenario.node);
+    let annotations = eventually("the token expiry reported", WAIT, || async {
+        let cm = configmaps.get(&cm_name).await.map_err(|e| e.to_string())?;
+        let annotations = cm.metadata.annotations.unwrap_or_default();
+        match annotations.get(feedback::TOKEN_EXPIRY) {
+            Some(at) if *at == expiry => Ok(annotations),
+            other => Err(format!("{other:?}, want {expiry}")),
+        }
+    })
+    .await;
+    let metrics = agent.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "multus_node_agent_token_expiry_timestamp_seconds {}",
+            latest.1
+        )),
+        "{metrics}"
+    );
+
     sampler.abort();
     let expired = expired.lock().unwrap().clone();
     assert!(
@@ -159,13 +188,19 @@ async fn tokens_rotate_early_never_expire_in_the_file_and_survive_an_api_outage(
         ),
         "failures during the outage are counted: {metrics}"
     );
-    // Tokens never reach the logs.
+    // Tokens never reach the logs, the annotations or the metrics.
     let log = std::fs::read_to_string(root.path().join("agent.log")).unwrap_or_default();
-    for token in &tokens {
+    let reported = format!("{annotations:?}");
+    for token in tokens.iter().chain([&latest.0]) {
         assert!(
             !log.contains(token.as_str()),
             "a token appeared in the agent log"
         );
+        assert!(
+            !reported.contains(token.as_str()),
+            "a token in the annotations"
+        );
+        assert!(!metrics.contains(token.as_str()), "a token in the metrics");
     }
     agent.terminate().await;
     scenario.operator.stop().await;
