@@ -1,4 +1,4 @@
-//! 100 SIGKILLs of the agent at random points during a storm of bundle updates: every file
+//! 100 SIGKILLs of the agent swept over its first 800 ms during a storm of bundle updates: every file
 //! on disk parses and is one of the versions the bundle had, and the next start leaves no
 //! temp file and converges. Regression for empty or half-written configs (upstream #1155).
 
@@ -44,7 +44,14 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
     .unwrap();
     let attachment = format!("etc/cni/multus/net.d/{ns}-storm.conf");
 
-    let mut kills_with_temp = 0;
+    let bridge_on_disk = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
+        files.get(&attachment).map(|bytes| {
+            let v: Value = serde_json::from_slice(bytes).unwrap_or_default();
+            v["bridge"].as_str().unwrap_or_default().to_string()
+        })
+    };
+    let (mut kills_with_temp, mut kills_after_a_write, mut kills_before_any_write) = (0, 0, 0);
+    let mut last_seen = bridge_on_disk(&snapshot(root.path()));
     for i in 1..=100 {
         let agent = RunningAgent::start(cp, ns, node, root.path())
             .await
@@ -56,7 +63,10 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
         )
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..400))).await;
+        // Kill points sweep the first 800 ms of the agent's life in 8 ms steps, each with a
+        // random offset: before it read its bundle, while it writes, after it applied it.
+        let at = (i as u64 * 8) % 800 + fastrand::u64(0..8);
+        tokio::time::sleep(Duration::from_millis(at)).await;
         agent.kill().await;
 
         let files = snapshot(root.path());
@@ -73,6 +83,13 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
                     String::from_utf8_lossy(bytes)
                 );
             }
+            if path.ends_with("00-multus.conf") {
+                let v: Value = serde_json::from_slice(bytes).unwrap_or_default();
+                assert_eq!(
+                    v["delegates"][0]["name"], "k8s-pod-network",
+                    "kill {i}: the Multus config always delegates to the primary"
+                );
+            }
             if path.ends_with(".kubeconfig") {
                 assert!(
                     serde_yaml::from_slice::<serde_yaml::Value>(bytes).is_ok(),
@@ -80,16 +97,38 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
                 );
             }
         }
-        if let Some(bytes) = files.get(&attachment) {
-            let v: Value = serde_json::from_slice(bytes).unwrap();
-            let bridge = v["bridge"].as_str().unwrap_or_default().to_string();
-            let allowed: BTreeSet<String> = (0..=i).map(|n| format!("br-{n}")).collect();
+        // Old or new, nothing else: the file holds a version some bundle had, and never one
+        // older than before (a torn or rolled-back write would show here). The operator
+        // may lag behind the edits, so "new" is any version up to this round's.
+        let version = |b: &Option<String>| {
+            b.as_deref()
+                .and_then(|b| b.strip_prefix("br-"))
+                .and_then(|n| n.parse::<usize>().ok())
+        };
+        let now = bridge_on_disk(&files);
+        if now.is_some() {
+            let (before, after) = (version(&last_seen), version(&now));
             assert!(
-                allowed.contains(&bridge),
-                "kill {i}: {bridge} was never in a bundle"
+                after.is_some_and(|a| a <= i && before.is_none_or(|b| a >= b)),
+                "kill {i}: {now:?} is neither the old ({last_seen:?}) nor a newer bundle version"
             );
+        } else {
+            assert!(last_seen.is_none(), "kill {i}: the attachment disappeared");
         }
+        if now == last_seen {
+            kills_before_any_write += 1;
+        } else {
+            kills_after_a_write += 1;
+        }
+        last_seen = now;
     }
+    eprintln!(
+        "kills: {kills_after_a_write} after the agent wrote, {kills_before_any_write} before it changed anything, {kills_with_temp} left a temp file"
+    );
+    assert!(
+        kills_after_a_write > 0 && kills_before_any_write > 0,
+        "the kills must hit the agent both before and after it writes"
+    );
 
     // A kill between creating and renaming a temp file leaves one like this (the window is
     // microseconds, so random kills rarely hit it): the next start must remove it.
@@ -143,7 +182,6 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
         temps.is_empty(),
         "temp files after the next start: {temps:?}"
     );
-    eprintln!("{kills_with_temp} kills left a temp file behind; the next start removed them all");
     agent.terminate().await;
     scenario.operator.stop().await;
 }
