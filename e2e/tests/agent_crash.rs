@@ -1,10 +1,9 @@
-//! 100 SIGKILLs of the agent swept over its first 800 ms during a storm of bundle updates: every file
-//! on disk parses and is one of the versions the bundle had, and the next start leaves no
-//! temp file and converges. Regression for empty or half-written configs (upstream #1155).
+//! 100 SIGKILLs of the agent, swept over its first 800 ms, during a storm of bundle updates:
+//! every file on disk parses and is the old or a newer version the bundle had, and the next
+//! start leaves no temp file and converges. Regression for empty or half-written configs (upstream #1155).
 
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use multus_crds::bundle::{NodeBundle, feedback, node_configmap_name};
