@@ -56,13 +56,13 @@ impl RunningOperator {
         };
         let task_metrics = metrics.clone();
         let task_ready = ready.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(e) =
-                controller::run(client, settings, task_metrics, task_ready, shutdown).await
-            {
-                panic!("operator stopped: {e}");
-            }
-        });
+        let handle = tokio::spawn(controller::run(
+            client,
+            settings,
+            task_metrics,
+            task_ready,
+            shutdown,
+        ));
         RunningOperator {
             metrics,
             ready,

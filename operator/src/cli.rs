@@ -98,11 +98,23 @@ pub enum CliError {
     #[error(transparent)]
     Completion(#[from] multus_crds::completion::CompletionError),
     #[error("cannot serialize output: {0}")]
-    Output(String),
+    Json(#[from] serde_json::Error),
+    #[error("cannot serialize output: {0}")]
+    Yaml(#[from] serde_yaml::Error),
     #[error("cannot write output: {0}")]
     Write(#[from] std::io::Error),
-    #[error("{0}")]
-    Run(String),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    LeaseLost(#[from] crate::lease::LeaseError),
 }
 
 /// Runs a parsed command line, writing results to `out` and diagnostics to `err`.
@@ -111,8 +123,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Run(args) => run::run(args),
         Command::Render(args) => show::render(&args, out, err),
         Command::Crds => {
-            let manifests =
-                multus_crds::crdgen::manifests().map_err(|e| CliError::Output(e.to_string()))?;
+            let manifests = multus_crds::crdgen::manifests()?;
             for (_, yaml) in manifests {
                 write!(out, "---\n{yaml}")?;
             }

@@ -93,7 +93,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Run(format!("cannot start the runtime: {e}")))?;
+        .map_err(CliError::Runtime)?;
     let result = runtime.block_on(serve(args));
     // Tasks still running (watches, the lease renewal, idle connections) are dropped; the
     // process never waits on them.
@@ -104,7 +104,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
 async fn serve(args: RunArgs) -> Result<(), CliError> {
     let client = kube::Client::try_default()
         .await
-        .map_err(|e| CliError::Run(format!("cannot build a Kubernetes client: {e}")))?;
+        .map_err(CliError::Client)?;
     let metrics = Metrics::default();
     let ready = Readiness::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -118,11 +118,9 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
         stopped(stop_rx.clone()),
     )
     .await
-    .map_err(|e| {
-        CliError::Run(format!(
-            "cannot listen on {}: {e}",
-            args.metrics_bind_address
-        ))
+    .map_err(|source| CliError::Listen {
+        addr: args.metrics_bind_address,
+        source,
     })?;
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
 
@@ -172,7 +170,7 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        result = controller => result.map_err(|e| CliError::Run(e.to_string()))?,
+        () = controller => {}
         () = grace_over => tracing::warn!(
             grace_seconds = SHUTDOWN_GRACE.as_secs(),
             "reconciles still running at the end of the shutdown grace period; stopping without them"
@@ -181,7 +179,7 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
     if let Some((lock, renewing)) = leadership {
         if renewing.is_finished() {
             if let Ok(why) = renewing.await {
-                return Err(CliError::Run(why.to_string()));
+                return Err(why.into());
             }
         } else {
             renewing.abort();

@@ -52,9 +52,8 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
 
     match args.output {
         Output::Configmap => {
-            let cm = configmap::bundle_configmap(&rendered.bundle, &args.namespace)
-                .map_err(|e| CliError::Output(e.to_string()))?;
-            let yaml = serde_yaml::to_string(&cm).map_err(|e| CliError::Output(e.to_string()))?;
+            let cm = configmap::bundle_configmap(&rendered.bundle, &args.namespace)?;
+            let yaml = serde_yaml::to_string(&cm)?;
             write!(out, "{yaml}")?;
         }
         Output::Files => {

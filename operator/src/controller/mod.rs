@@ -105,21 +105,15 @@ pub struct Context {
     pub recorder: Recorder,
 }
 
-/// Errors that stop the controller from running at all.
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
-    #[error("caches never synced: {0}")]
-    NotSynced(String),
-}
-
-/// Runs the controller until `shutdown` completes.
+/// Runs the controller until `shutdown` completes. Watch errors are retried with backoff
+/// and reconcile errors requeued, so it never stops on its own.
 pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Metrics,
     ready: Readiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> Result<(), ControllerError> {
+) {
     let wc = watcher::Config::default();
     let (nodes, nodes_w) = reflector::store();
     let (nads, nads_w) = reflector::store();
@@ -217,7 +211,6 @@ pub async fn run(
             }
         })
         .await;
-    Ok(())
 }
 
 /// Watch errors are retried with backoff by the watcher; they are logged so that a missing
