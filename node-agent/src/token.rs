@@ -60,6 +60,12 @@ pub enum TokenError {
     Empty { account: String },
     #[error("the new token for {account} does not authenticate: {reason}")]
     Unverified { account: String, reason: String },
+    #[error("cannot check the new token for {account}: {source}")]
+    Review {
+        account: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// Where the API server is and which CA signs it, for the kubeconfig.
@@ -229,11 +235,15 @@ async fn verify(kube_config: &Config, account: &str, token: &Token) -> Result<()
         token: Some(token.secret().to_string().into()),
         ..kube::config::AuthInfo::default()
     };
-    let client = Client::try_from(config).map_err(|e| unverified(e.to_string()))?;
+    let review_failed = |source| TokenError::Review {
+        account: account.to_string(),
+        source,
+    };
+    let client = Client::try_from(config).map_err(review_failed)?;
     let review = Api::<SelfSubjectReview>::all(client)
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
-        .map_err(|e| unverified(e.to_string()))?;
+        .map_err(review_failed)?;
     let user = review
         .status
         .and_then(|s| s.user_info)
