@@ -1,7 +1,7 @@
 //! The real control plane itself: release version, CRD admission with CEL, printer columns,
 //! node-bound tokens, ValidatingAdmissionPolicy, and no leaked processes.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -431,4 +431,65 @@ fn no_process_outlives_its_test_process() {
     // test process just ended gets a short grace period to stop).
     let clean = wait_until(Duration::from_secs(15), || leftovers().is_empty());
     assert!(clean, "leftover e2e processes: {:?}", leftovers());
+}
+
+#[tokio::test]
+async fn a_pod_bound_token_names_its_pod_and_the_pods_node() {
+    let cp = ControlPlane::shared();
+    let admin = cp.client().await.unwrap();
+    let ns = unique_name("podtoken");
+    fixtures::namespace(&admin, &ns).await.unwrap();
+    fixtures::service_account(&admin, &ns, "multus")
+        .await
+        .unwrap();
+    let node_name = unique_name("node");
+    fixtures::node(&admin, &node_name, &[], &[]).await.unwrap();
+    // A pod already bound to the node, as a DaemonSet's pod is (no scheduler here).
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "agent", "namespace": ns },
+        "spec": {
+            "nodeName": node_name,
+            "serviceAccountName": "multus",
+            "containers": [{ "name": "agent", "image": "multus-node-agent" }],
+        },
+    }))
+    .unwrap();
+    let pod = Api::<Pod>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+
+    let minted = fixtures::token(
+        &admin,
+        &ns,
+        "multus",
+        BoundTo::Pod {
+            name: "agent",
+            uid: &uid,
+        },
+        600,
+    )
+    .await
+    .unwrap();
+    let token = minted.status.and_then(|s| s.token).expect("token issued");
+    let user = fixtures::whoami(&cp.client_with_token(&token).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        user.username.as_deref(),
+        Some(format!("system:serviceaccount:{ns}:multus").as_str())
+    );
+    // These claims are what an admission policy can key a node's permissions on.
+    let extra = user.extra.unwrap_or_default();
+    assert_eq!(
+        extra.get("authentication.kubernetes.io/pod-name"),
+        Some(&vec!["agent".to_string()])
+    );
+    assert_eq!(
+        extra.get("authentication.kubernetes.io/node-name"),
+        Some(&vec![node_name])
+    );
 }

@@ -3,7 +3,7 @@
 //! a restart that writes nothing. Each test runs its own operator over its own MultusConfigs
 //! (label `e2e.multus.dev/test`), nodes and namespace.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference};
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -196,6 +196,25 @@ impl Env {
             .await
             .unwrap();
     }
+}
+
+/// Waits for an Event about an object that `about` recognizes.
+async fn wait_event(
+    events: &Api<Event>,
+    what: &str,
+    about: impl Fn(&ObjectReference) -> bool,
+) -> Event {
+    eventually(what, WAIT, || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|e| e.regarding.as_ref().is_some_and(&about))
+            .ok_or_else(|| "no event yet".to_string())
+    })
+    .await
 }
 
 fn bundle_of(cm: &ConfigMap) -> NodeBundle {
@@ -403,15 +422,8 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
     }
 
     let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
-    let event = eventually("a Warning event on the broken NAD", WAIT, || async {
-        let list = events
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        list.items
-            .into_iter()
-            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken"))
-            .ok_or_else(|| "no event yet".to_string())
+    let event = wait_event(&events, "a Warning event on the broken NAD", |r| {
+        r.name.as_deref() == Some("broken")
     })
     .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
@@ -422,15 +434,8 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
             .unwrap_or_default()
             .contains("not written to any node")
     );
-    let lint = eventually("a Warning event on the devinfo NAD", WAIT, || async {
-        let list = events
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        list.items
-            .into_iter()
-            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("devinfo"))
-            .ok_or_else(|| "no event yet".to_string())
+    let lint = wait_event(&events, "a Warning event on the devinfo NAD", |r| {
+        r.name.as_deref() == Some("devinfo")
     })
     .await;
     assert_eq!(lint.type_.as_deref(), Some("Warning"));
@@ -465,19 +470,10 @@ async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_re
     })
     .await;
     let events: Api<Event> = Api::all(env.client.clone());
-    let event = eventually(
+    let event = wait_event(
+        &events,
         "a CleanupTimedOut event on the MultusConfig",
-        WAIT,
-        || async {
-            let list = events
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .into_iter()
-                .find(|e| e.regarding.as_ref().and_then(|r| r.uid.clone()) == uid)
-                .ok_or_else(|| "no event yet".to_string())
-        },
+        |r| r.uid == uid,
     )
     .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
