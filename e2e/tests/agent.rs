@@ -637,3 +637,45 @@ async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written()
     assert!(agent.terminate().await.is_some_and(|s| s.success()));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
+    let env = Env::new("account").await;
+    let node = env.node("n1").await;
+    let root = host_root(true).unwrap();
+    env.config("account", &node, json!({ "primary": { "auto": {} } }))
+        .await;
+    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+    let kubeconfig = "/etc/cni/net.d/multus.d/multus.kubeconfig";
+    let user_of_file = || async {
+        match read(root.path(), kubeconfig) {
+            Some(text) => Ok(token_user(env.cp, &text).await),
+            None => Err("no kubeconfig yet".to_string()),
+        }
+    };
+    let first = eventually("a kubeconfig", WAIT, user_of_file).await;
+    assert_eq!(first, format!("system:serviceaccount:{}:multus", env.ns));
+
+    // The token lives an hour; the new account must not wait for its refresh point.
+    fixtures::service_account(&env.client, &env.ns, "multus-v2")
+        .await
+        .unwrap();
+    let patch = json!({ "spec": { "kubeconfig": {
+        "serviceAccount": { "namespace": env.ns, "name": "multus-v2" } } } });
+    Api::<MultusConfig>::all(env.client.clone())
+        .patch("account", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let wanted = format!("system:serviceaccount:{}:multus-v2", env.ns);
+    eventually("a token for the new account", WAIT, || async {
+        match user_of_file().await {
+            Ok(user) if user == wanted => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    env.stop().await;
+}

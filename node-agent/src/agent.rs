@@ -24,8 +24,9 @@ use crate::metrics::Metrics;
 use crate::plan::{self, NodeView, PrimaryView};
 use crate::primary;
 use crate::report::{Reporter, now_secs};
+use crate::rotation::{Rotation, TokenSource};
 use crate::state::OwnedFiles;
-use crate::token::{self, ApiEndpoint, Token};
+use crate::token;
 
 pub use crate::report::FIELD_MANAGER;
 /// How often the agent re-checks the disk even without events.
@@ -69,13 +70,9 @@ struct Agent {
     kube_config: Config,
     state_file: PathBuf,
     owned: OwnedFiles,
-    token: Option<Token>,
-    token_retry_at: i64,
-    /// Whether a token left by an earlier run was looked at.
-    adoption_tried: bool,
+    rotation: Rotation,
     /// Directories already swept for stale temp files in this run.
     swept: Vec<PathBuf>,
-    jitter: f64,
     reporter: Reporter,
     /// sha256 per host path of what this run last wrote (see [`HostFiles`]).
     last_written: BTreeMap<String, String>,
@@ -101,11 +98,8 @@ pub async fn run(
         kube_config,
         state_file,
         owned,
-        token: None,
-        token_retry_at: 0,
-        adoption_tried: false,
+        rotation: Rotation::default(),
         swept: Vec::new(),
-        jitter: fastrand::f64(),
         reporter: Reporter::new(client.clone(), &settings.namespace),
         last_written: BTreeMap::new(),
         metrics,
@@ -195,14 +189,8 @@ impl Agent {
     /// Seconds until the token needs attention, when a bundle wants a kubeconfig.
     fn seconds_until_token_work(&self, cm: Option<&ConfigMap>) -> Option<u64> {
         let manifest = cm.and_then(manifest_of)?;
-        let settings = manifest.kubeconfig.as_ref()?;
-        let now = now_secs();
-        let due = match &self.token {
-            Some(t) => token::refresh_at(t, &settings.refresh_before_expiry, self.jitter)
-                .max(self.token_retry_at),
-            None => self.token_retry_at,
-        };
-        Some(u64::try_from(due - now).unwrap_or(0))
+        let due = self.rotation.due_at(manifest.kubeconfig.as_ref()?);
+        Some(u64::try_from(due - now_secs()).unwrap_or(0))
     }
 
     /// One pass; returns the directories to watch.
@@ -280,7 +268,7 @@ impl Agent {
         self.metrics
             .applied
             .store(applied.is_some(), std::sync::atomic::Ordering::SeqCst);
-        let token_expiry = self.token.as_ref().map(|t| t.expires_at);
+        let token_expiry = self.rotation.expiry();
         self.reporter
             .report(
                 cm,
@@ -364,60 +352,33 @@ impl Agent {
     /// The kubeconfig text with a valid token, requesting a new token when due.
     async fn kubeconfig_text(&mut self, manifest: &BundleManifest) -> Option<String> {
         let settings = manifest.kubeconfig.as_ref()?;
-        let now = now_secs();
-        if self.token.is_none() && !self.adoption_tried && self.owned.owns(&settings.path) {
-            self.adoption_tried = true;
-            if let Ok(path) = self.root.resolve(&settings.path)
-                && let Ok(text) = std::fs::read_to_string(path)
-                && let Some(t) = token::adopt(&self.kube_config, settings, &text).await
-            {
-                tracing::info!(
-                    expires_at = t.expires_at,
-                    "kept the token of the existing kubeconfig"
-                );
-                self.metrics.token_expiry.set(t.expires_at);
-                self.token = Some(t);
-            }
-        }
-        let due = match &self.token {
-            Some(t) => now >= token::refresh_at(t, &settings.refresh_before_expiry, self.jitter),
-            None => true,
+        let source = TokenSource {
+            client: &self.client,
+            kube_config: &self.kube_config,
+            node: &self.settings.node,
         };
-        if due && now >= self.token_retry_at {
-            match token::request(
-                &self.client,
-                &self.kube_config,
-                &self.settings.node,
-                settings,
-            )
-            .await
-            {
-                Ok(t) => {
-                    tracing::info!(
-                        expires_at = t.expires_at,
-                        "new ServiceAccount token verified"
-                    );
-                    self.metrics.token_rotations.inc();
-                    self.metrics.token_expiry.set(t.expires_at);
-                    self.token = Some(t);
-                    self.jitter = fastrand::f64();
-                    self.token_retry_at = 0;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "token request failed; keeping the current token");
-                    self.metrics.rotation_failures.inc();
-                    self.token_retry_at = now + token::RETRY_FLOOR.as_secs() as i64;
-                }
-            }
+        if self.rotation.wants_adoption() {
+            // Only a kubeconfig this agent wrote is a candidate.
+            let existing = self
+                .owned
+                .owns(&settings.path)
+                .then(|| self.root.resolve(&settings.path).ok())
+                .flatten()
+                .and_then(|path| std::fs::read_to_string(path).ok());
+            self.rotation
+                .adopt(&source, settings, existing, &self.metrics)
+                .await;
         }
-        let token = self.token.as_ref().filter(|t| t.expires_at > now)?;
-        let endpoint = ApiEndpoint::resolve(&self.kube_config, settings);
-        Some(token::render_kubeconfig(&endpoint, token))
+        self.rotation
+            .kubeconfig(&source, settings, now_secs(), &self.metrics)
+            .await
     }
 
     fn token_problem(&self, manifest: &BundleManifest) -> Option<String> {
         manifest.kubeconfig.as_ref()?;
-        (self.token_retry_at > 0).then(|| "the last token request failed; retrying".to_string())
+        self.rotation
+            .failing()
+            .then(|| "the last token request failed; retrying".to_string())
     }
 }
 

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod plan;
 pub mod primary;
 pub mod report;
+pub mod rotation;
 pub mod state;
 pub mod token;

@@ -24,6 +24,20 @@ pub struct Token {
     /// Unix seconds.
     pub issued_at: i64,
     pub expires_at: i64,
+    /// What it was requested for ([`issuance`]); a bundle that asks for something else
+    /// needs a new token at once.
+    pub issued_for: String,
+}
+
+/// The settings a token depends on: account, audiences and lifetime.
+pub fn issuance(settings: &KubeconfigSettings) -> String {
+    format!(
+        "{}/{} aud={} exp={}",
+        settings.service_account.namespace,
+        settings.service_account.name,
+        settings.audiences.join(","),
+        settings.expiration_seconds
+    )
 }
 
 impl std::fmt::Debug for Token {
@@ -31,6 +45,7 @@ impl std::fmt::Debug for Token {
         f.debug_struct("Token")
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
+            .field("issued_for", &self.issued_for)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +232,7 @@ pub async fn request(
         secret,
         issued_at: now,
         expires_at,
+        issued_for: issuance(settings),
     };
     verify(kube_config, &account, &token).await?;
     Ok(token)
@@ -272,14 +288,34 @@ pub async fn adopt(
         .decode(claims.trim_end_matches('='))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
-    let token = Token {
-        issued_at: claims["iat"].as_i64()?,
-        expires_at: claims["exp"].as_i64()?,
-        secret,
-    };
-    if token.expires_at <= k8s_openapi::jiff::Timestamp::now().as_second() {
+    let issued_at = claims["iat"].as_i64()?;
+    let expires_at = claims["exp"].as_i64()?;
+    if expires_at <= k8s_openapi::jiff::Timestamp::now().as_second() {
         return None;
     }
+    // Explicit audiences must match the token's; the lifetime is the API server's choice.
+    if !settings.audiences.is_empty() {
+        let aud: Vec<&str> = match &claims["aud"] {
+            serde_json::Value::String(one) => vec![one.as_str()],
+            serde_json::Value::Array(many) => many.iter().filter_map(|a| a.as_str()).collect(),
+            _ => vec![],
+        };
+        if aud
+            != settings
+                .audiences
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        {
+            return None;
+        }
+    }
+    let token = Token {
+        issued_at,
+        expires_at,
+        secret,
+        issued_for: issuance(settings),
+    };
     let account = format!(
         "{}/{}",
         settings.service_account.namespace, settings.service_account.name
@@ -310,6 +346,7 @@ mod tests {
             secret: "s3cr3t".into(),
             issued_at: issued,
             expires_at: expires,
+            issued_for: String::new(),
         }
     }
 

@@ -1,0 +1,125 @@
+//! Keeps the host kubeconfig's token fresh: takes over the token an earlier run wrote,
+//! requests a new one when the refresh point comes or the bundle asks for another account,
+//! audience or lifetime, and retries no faster than the floor when requests fail. The valid
+//! token stays in use meanwhile.
+
+use kube::{Client, Config};
+
+use multus_crds::bundle::KubeconfigSettings;
+
+use crate::metrics::Metrics;
+use crate::token::{self, ApiEndpoint, Token};
+
+/// Where tokens come from.
+pub struct TokenSource<'a> {
+    pub client: &'a Client,
+    pub kube_config: &'a Config,
+    pub node: &'a str,
+}
+
+/// The token in use and when to act next.
+pub struct Rotation {
+    token: Option<Token>,
+    /// Unix seconds before which no new request is made (after a failure); 0 when the last
+    /// request succeeded.
+    retry_at: i64,
+    /// Whether the kubeconfig of an earlier run was looked at.
+    adoption_tried: bool,
+    /// In [0, 1): where in the jitter window this token is replaced.
+    jitter: f64,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Self {
+            token: None,
+            retry_at: 0,
+            adoption_tried: false,
+            jitter: fastrand::f64(),
+        }
+    }
+}
+
+impl Rotation {
+    /// Expiry of the token in use (Unix seconds).
+    pub fn expiry(&self) -> Option<i64> {
+        self.token.as_ref().map(|t| t.expires_at)
+    }
+
+    /// Whether the last request failed (a retry is scheduled).
+    pub fn failing(&self) -> bool {
+        self.retry_at > 0
+    }
+
+    /// Whether an existing kubeconfig should be offered to [`Self::adopt`].
+    pub fn wants_adoption(&self) -> bool {
+        self.token.is_none() && !self.adoption_tried
+    }
+
+    /// When the token needs attention under `settings` (Unix seconds).
+    pub fn due_at(&self, settings: &KubeconfigSettings) -> i64 {
+        match &self.token {
+            Some(t) if t.issued_for == token::issuance(settings) => {
+                token::refresh_at(t, &settings.refresh_before_expiry, self.jitter)
+                    .max(self.retry_at)
+            }
+            _ => self.retry_at,
+        }
+    }
+
+    /// Takes over the token of a kubeconfig an earlier run wrote, if it still
+    /// authenticates as the configured account. Tried once per run.
+    pub async fn adopt(
+        &mut self,
+        source: &TokenSource<'_>,
+        settings: &KubeconfigSettings,
+        kubeconfig_text: Option<String>,
+        metrics: &Metrics,
+    ) {
+        self.adoption_tried = true;
+        let Some(text) = kubeconfig_text else {
+            return;
+        };
+        if let Some(t) = token::adopt(source.kube_config, settings, &text).await {
+            tracing::info!(
+                expires_at = t.expires_at,
+                "kept the token of the existing kubeconfig"
+            );
+            metrics.token_expiry.set(t.expires_at);
+            self.token = Some(t);
+        }
+    }
+
+    /// The kubeconfig text with a valid token, requesting a new token when due.
+    pub async fn kubeconfig(
+        &mut self,
+        source: &TokenSource<'_>,
+        settings: &KubeconfigSettings,
+        now: i64,
+        metrics: &Metrics,
+    ) -> Option<String> {
+        if now >= self.due_at(settings) {
+            match token::request(source.client, source.kube_config, source.node, settings).await {
+                Ok(t) => {
+                    tracing::info!(
+                        expires_at = t.expires_at,
+                        "new ServiceAccount token verified"
+                    );
+                    metrics.token_rotations.inc();
+                    metrics.token_expiry.set(t.expires_at);
+                    self.token = Some(t);
+                    self.jitter = fastrand::f64();
+                    self.retry_at = 0;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "token request failed; keeping the current token");
+                    metrics.rotation_failures.inc();
+                    self.retry_at = now + token::RETRY_FLOOR.as_secs() as i64;
+                }
+            }
+        }
+        let token = self.token.as_ref().filter(|t| t.expires_at > now)?;
+        let endpoint = ApiEndpoint::resolve(source.kube_config, settings);
+        Some(token::render_kubeconfig(&endpoint, token))
+    }
+}
