@@ -803,6 +803,20 @@ async fn restarting_the_operator_with_nothing_changed_writes_nothing() {
         if n >= 1 { Ok(()) } else { Err(n.to_string()) }
     })
     .await;
+    // One more reconcile, caused by a change that does not matter to this config (a node
+    // outside its pool): still nothing to write.
+    let done = op.metrics.reconciled.get();
+    let outsider = format!("{}-outsider", env.test);
+    fixtures::node(&env.client, &outsider, &[], &[])
+        .await
+        .unwrap();
+    env.label_node(&outsider, "e2e.multus.dev/unrelated", Some("yes"))
+        .await;
+    eventually("another completed reconcile", WAIT, || async {
+        let n = op.metrics.reconciled.get();
+        if n > done { Ok(()) } else { Err(n.to_string()) }
+    })
+    .await;
     assert_eq!(
         op.metrics.total_writes(),
         0,
