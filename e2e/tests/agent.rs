@@ -679,3 +679,52 @@ async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
     assert!(agent.terminate().await.is_some_and(|s| s.success()));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() {
+    let mut env = Env::new("format").await;
+    let node = env.node("n1").await;
+    let root = host_root(true).unwrap();
+    env.nad("net", BRIDGE).await;
+    env.config("format", &node, json!({ "primary": { "auto": {} } }))
+        .await;
+    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+    env.wait_state(&node, "Applied").await;
+    // Stand-in for a newer operator: nothing else writes the ConfigMap meanwhile.
+    if let Some(op) = env.operator.take() {
+        op.stop().await;
+    }
+    let files = snapshot(root.path());
+    let cm = env.configmap(&node).await.unwrap();
+    let manifest = &cm.data.as_ref().unwrap()[multus_crds::bundle::MANIFEST_KEY];
+    let mut newer: Value = serde_json::from_str(manifest).unwrap();
+    newer["formatVersion"] = json!(multus_crds::bundle::FORMAT_VERSION + 1);
+    newer["somethingNew"] = json!({ "the agent": "does not know this" });
+    newer["files"] = json!([]);
+    let patch = json!({ "data": { multus_crds::bundle::MANIFEST_KEY: newer.to_string() } });
+    Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
+        .patch(
+            &node_configmap_name(&node),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+
+    let cm = env.wait_state(&node, "Failed").await;
+    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
+    assert!(message.contains("upgrade the agent"), "{message}");
+    // Nothing was removed or rewritten (the state file aside, which is not a host config).
+    let after = snapshot(root.path());
+    let configs = |s: &std::collections::BTreeMap<String, Vec<u8>>| {
+        s.iter()
+            .filter(|(p, _)| p.starts_with("etc/"))
+            .map(|(p, b)| (p.clone(), b.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(configs(&after), configs(&files));
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    env.stop().await;
+}
