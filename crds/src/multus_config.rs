@@ -144,8 +144,9 @@ pub enum Mode {
     "(has(self.auto) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.networkAttachment) ? 1 : 0) == 1"
 ).message("primary must set exactly one of auto, file or networkAttachment"))]
 pub struct PrimarySource {
-    /// Use the first `.conf`/`.conflist` in `cniConfDir` (lexical order) that the agent does
-    /// not own.
+    /// Use the first `.conf`/`.conflist`/`.json` in `cniConfDir` (lexical order) that the
+    /// agent does not own, whose name does not start with `00-multus`, is not hidden or a temp
+    /// file, and matches no `exclude` pattern.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto: Option<AutoPrimary>,
 

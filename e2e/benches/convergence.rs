@@ -17,10 +17,7 @@ use multus_e2e::{ControlPlane, fixtures, http};
 const POLL: Duration = Duration::from_millis(250);
 
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
+    http::metric(text, name).unwrap_or(0.0)
 }
 
 /// Polls until every bundle ConfigMap satisfies `done`; returns the elapsed time.

@@ -22,3 +22,29 @@ pub async fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// The sum over every label set of the samples of metric `name` in Prometheus text, or
+/// `None` when it has no sample.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metric_sums_label_sets_and_ignores_longer_names() {
+        let text =
+            "# HELP x_total help\nx_total{a=\"1\"} 2\nx_total{a=\"2\"} 3\nx_total_more 7\ny 1\n";
+        assert_eq!(super::metric(text, "x_total"), Some(5.0));
+        assert_eq!(super::metric(text, "y"), Some(1.0));
+        assert_eq!(super::metric(text, "z"), None);
+    }
+}

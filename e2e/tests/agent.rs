@@ -320,11 +320,7 @@ fn replace_file(root: &std::path::Path, relative: &str, text: &str) {
 
 async fn drift_repairs(agent: &RunningAgent) -> f64 {
     let metrics = agent.metrics().await;
-    metrics
-        .lines()
-        .find(|l| l.starts_with("multus_node_agent_drift_repairs_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    multus_e2e::http::metric(&metrics, "multus_node_agent_drift_repairs_total")
         .unwrap_or_else(|| panic!("no drift repair counter in {metrics}"))
 }
 

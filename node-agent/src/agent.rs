@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use multus_crds::bundle::{
-    AgentState, BundleManifest, NodeBundle, PrimaryRule, REMOVE_ANNOTATION, node_configmap_name,
+    AgentState, BundleManifest, KubeconfigSettings, NodeBundle, PrimaryRule, REMOVE_ANNOTATION,
+    node_configmap_name,
 };
 
 use crate::apply::HostFiles;
@@ -71,6 +72,9 @@ struct Agent {
     state_file: PathBuf,
     owned: OwnedFiles,
     rotation: Rotation,
+    /// The kubeconfig settings of the last pass that got as far as the token; the loop
+    /// wakes for token work only then (a refused bundle waits for a change instead).
+    token_settings: Option<KubeconfigSettings>,
     /// Directories already swept for stale temp files in this run.
     swept: Vec<PathBuf>,
     reporter: Reporter,
@@ -99,6 +103,7 @@ pub async fn run(
         state_file,
         owned,
         rotation: Rotation::default(),
+        token_settings: None,
         swept: Vec::new(),
         reporter: Reporter::new(client.clone(), &settings.namespace),
         last_written: BTreeMap::new(),
@@ -146,7 +151,7 @@ pub async fn run(
     let mut have_bundle = false;
     tokio::pin!(shutdown);
     loop {
-        let next_token = agent.seconds_until_token_work(bundle_cm.as_deref());
+        let next_token = agent.seconds_until_token_work();
         let wait = next_token.map_or(RESYNC, |s| {
             Duration::from_secs(s.clamp(1, RESYNC.as_secs()))
         });
@@ -169,7 +174,12 @@ pub async fn run(
         if !have_bundle {
             continue;
         }
-        let dirs = agent.reconcile(bundle_cm.as_deref()).await;
+        // A pass waiting on an unresponsive API server must not hold up SIGTERM; every
+        // write is atomic, so a pass cut short leaves old or new files, never a mix.
+        let dirs = tokio::select! {
+            () = &mut shutdown => break,
+            dirs = agent.reconcile(bundle_cm.as_deref()) => dirs,
+        };
         if let Some(w) = fs_watcher.as_mut() {
             for dir in dirs {
                 if !watched.contains(&dir)
@@ -187,14 +197,14 @@ pub async fn run(
 
 impl Agent {
     /// Seconds until the token needs attention, when a bundle wants a kubeconfig.
-    fn seconds_until_token_work(&self, cm: Option<&ConfigMap>) -> Option<u64> {
-        let manifest = cm.and_then(manifest_of)?;
-        let due = self.rotation.due_at(manifest.kubeconfig.as_ref()?);
+    fn seconds_until_token_work(&self) -> Option<u64> {
+        let due = self.rotation.due_at(self.token_settings.as_ref()?);
         Some(u64::try_from(due - now_secs()).unwrap_or(0))
     }
 
     /// One pass; returns the directories to watch.
     async fn reconcile(&mut self, cm: Option<&ConfigMap>) -> Vec<PathBuf> {
+        self.token_settings = None;
         let Some(cm) = cm else {
             tracing::info!("no bundle ConfigMap for this node; leaving files as they are");
             return vec![];
@@ -204,7 +214,14 @@ impl Agent {
             Ok(b) => b,
             Err(e) => {
                 self.reporter
-                    .report(cm, AgentState::Failed, None, None, None, &e.to_string())
+                    .report(
+                        cm,
+                        AgentState::Failed,
+                        None,
+                        None,
+                        self.rotation.expiry(),
+                        &e.to_string(),
+                    )
                     .await;
                 return vec![];
             }
@@ -226,8 +243,9 @@ impl Agent {
                 self.settings.state_path,
                 dir.display()
             );
+            let expiry = self.rotation.expiry();
             self.reporter
-                .report(cm, AgentState::Failed, None, None, None, &message)
+                .report(cm, AgentState::Failed, None, None, expiry, &message)
                 .await;
             return vec![];
         }
@@ -352,6 +370,7 @@ impl Agent {
     /// The kubeconfig text with a valid token, requesting a new token when due.
     async fn kubeconfig_text(&mut self, manifest: &BundleManifest) -> Option<String> {
         let settings = manifest.kubeconfig.as_ref()?;
+        self.token_settings = Some(settings.clone());
         let source = TokenSource {
             client: &self.client,
             kube_config: &self.kube_config,
@@ -380,9 +399,4 @@ impl Agent {
             .failing()
             .then(|| "the last token request failed; retrying".to_string())
     }
-}
-
-fn manifest_of(cm: &ConfigMap) -> Option<BundleManifest> {
-    let raw = cm.data.as_ref()?.get(multus_crds::bundle::MANIFEST_KEY)?;
-    serde_json::from_str(raw).ok()
 }

@@ -118,7 +118,13 @@ impl Rotation {
                 }
             }
         }
-        let token = self.token.as_ref().filter(|t| t.expires_at > now)?;
+        // A token for other settings (another account, say) is never written: the plan then
+        // fails visibly and the kubeconfig on disk stays as it was until a request succeeds.
+        let wanted = token::issuance(settings);
+        let token = self
+            .token
+            .as_ref()
+            .filter(|t| t.expires_at > now && t.issued_for == wanted)?;
         let endpoint = ApiEndpoint::resolve(source.kube_config, settings);
         Some(token::render_kubeconfig(&endpoint, token))
     }

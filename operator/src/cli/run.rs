@@ -176,15 +176,16 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
             "reconciles still running at the end of the shutdown grace period; stopping without them"
         ),
     }
-    if let Some((lock, renewing)) = leadership {
-        if renewing.is_finished() {
-            if let Ok(why) = renewing.await {
-                return Err(why.into());
+    if let Some((lock, mut renewing)) = leadership {
+        // A lost lease ends the renewal task right after it asked for the stop; a renewal
+        // still running means the stop came from a signal.
+        match tokio::time::timeout(Duration::from_millis(200), &mut renewing).await {
+            Ok(Ok(why)) => return Err(why.into()),
+            _ => {
+                renewing.abort();
+                // Nothing is written any more: hand over to a standby at once.
+                let _ = tokio::time::timeout(Duration::from_secs(2), lock.release()).await;
             }
-        } else {
-            renewing.abort();
-            // Nothing is written any more: hand over to a standby at once.
-            let _ = tokio::time::timeout(Duration::from_secs(2), lock.release()).await;
         }
     }
     tracing::info!("stopped");

@@ -161,17 +161,34 @@ pub async fn publish_findings(
             ),
             _ => format!("{}: {}", finding.path, finding.message),
         };
-        let event = Event {
-            type_: EventType::Warning,
-            reason: finding.reason.as_str().into(),
-            note: Some(note.chars().take(1024).collect()),
-            action: action.into(),
-            secondary: None,
-        };
-        match ctx.recorder.publish(&event, &reference).await {
-            Ok(()) => ctx.metrics.wrote("event"),
-            Err(e) => tracing::warn!(nad = %finding.nad, error = %e, "could not publish event"),
-        }
+        warn_event(ctx, &reference, finding.reason.as_str(), action, &note).await;
+    }
+}
+
+/// Publishes a Warning Event (the note cut to the API's 1 KiB). A failure is logged, never
+/// fatal: the status carries the same facts.
+async fn warn_event(
+    ctx: &Context,
+    regarding: &ObjectReference,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    match ctx.recorder.publish(&event, regarding).await {
+        Ok(()) => ctx.metrics.wrote("event"),
+        Err(e) => tracing::warn!(
+            object = regarding.name.as_deref().unwrap_or_default(),
+            reason,
+            error = %e,
+            "could not publish event"
+        ),
     }
 }
 
@@ -192,15 +209,6 @@ pub async fn publish_given_up(
         timeout.as_secs(),
         nodes.join(", ")
     );
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "CleanupTimedOut".into(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Cleanup".into(),
-        secondary: None,
-    };
-    match ctx.recorder.publish(&event, &config.object_ref(&())).await {
-        Ok(()) => ctx.metrics.wrote("event"),
-        Err(e) => tracing::warn!(error = %e, "could not publish event"),
-    }
+    let regarding = config.object_ref(&());
+    warn_event(ctx, &regarding, "CleanupTimedOut", "Cleanup", &note).await;
 }
