@@ -5,11 +5,11 @@
 //! `cargo run -p multus-e2e --example demo` (add `-- --exit` to stop once it has shown
 //! everything; otherwise Enter stops it and everything it started).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
-use multus_e2e::agent::RunningAgent;
+use multus_e2e::agent::{RunningAgent, snapshot};
 use multus_e2e::binaries_local::workspace_bin;
 use multus_e2e::scenario::CALICO;
 use multus_e2e::{ControlPlane, E2eError, fixtures};
@@ -116,12 +116,11 @@ async fn demo(cp: &ControlPlane, work: &Path) -> Result<Running, String> {
     print!("{}", kubectl(cp, &["get", "mcfg"])?);
 
     println!("\nfiles on {NODE}:");
-    for path in files_under(&host) {
-        let relative = path.strip_prefix(&host).unwrap_or(&path);
-        let mode = std::fs::metadata(&path)
+    for relative in snapshot(&host).into_keys().filter(|p| p != "agent.log") {
+        let mode = std::fs::metadata(host.join(&relative))
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
             .unwrap_or_default();
-        println!("  /{}  ({mode:o})", relative.display());
+        println!("  /{relative}  ({mode:o})");
     }
     let multus =
         std::fs::read_to_string(net_d.join("00-multus.conf")).map_err(|e| e.to_string())?;
@@ -178,27 +177,4 @@ fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
-}
-
-/// Every regular file under `root`, sorted; the agent's log is left out.
-fn files_under(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() && path.file_name().is_some_and(|n| n != "agent.log") => {
-                    found.push(path)
-                }
-                _ => {}
-            }
-        }
-    }
-    found.sort();
-    found
 }
