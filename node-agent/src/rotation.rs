@@ -27,6 +27,24 @@ pub struct Rotation {
     adoption_tried: bool,
     /// In [0, 1): where in the jitter window this token is replaced.
     jitter: f64,
+    /// Failed requests in a row.
+    failures: u32,
+}
+
+/// Longest wait between two requests while they keep failing.
+const RETRY_CEILING: i64 = 300;
+
+/// Seconds to wait after `failures` failed requests in a row: doubling from the floor up to
+/// five minutes, but back at the floor when the token in use expires within that wait (or
+/// there is none), so a token is never left to expire for want of a retry.
+pub fn retry_delay(failures: u32, expires_in: Option<i64>) -> i64 {
+    let floor = token::RETRY_FLOOR.as_secs() as i64;
+    let doubled = floor.saturating_mul(1_i64 << failures.saturating_sub(1).min(16));
+    let delay = doubled.min(RETRY_CEILING);
+    match expires_in {
+        Some(left) if left > 2 * delay => delay,
+        _ => floor,
+    }
 }
 
 impl Default for Rotation {
@@ -36,6 +54,7 @@ impl Default for Rotation {
             retry_at: 0,
             adoption_tried: false,
             jitter: fastrand::f64(),
+            failures: 0,
         }
     }
 }
@@ -110,11 +129,14 @@ impl Rotation {
                     self.token = Some(t);
                     self.jitter = fastrand::f64();
                     self.retry_at = 0;
+                    self.failures = 0;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "token request failed; keeping the current token");
                     metrics.rotation_failures.inc();
-                    self.retry_at = now + token::RETRY_FLOOR.as_secs() as i64;
+                    self.failures = self.failures.saturating_add(1);
+                    let expires_in = self.token.as_ref().map(|t| t.expires_at - now);
+                    self.retry_at = now + retry_delay(self.failures, expires_in);
                 }
             }
         }
@@ -127,5 +149,22 @@ impl Rotation {
             .filter(|t| t.expires_at > now && t.issued_for == wanted)?;
         let endpoint = ApiEndpoint::resolve(source.kube_config, settings);
         Some(token::render_kubeconfig(&endpoint, token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+
+    #[test]
+    fn retries_back_off_but_return_to_the_floor_near_expiry() {
+        let far = Some(3600);
+        let delays: Vec<i64> = (1..=8).map(|n| retry_delay(n, far)).collect();
+        assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300]);
+        // A token expiring soon, or none at all: every floor interval.
+        assert_eq!(retry_delay(6, Some(200)), 5);
+        assert_eq!(retry_delay(6, Some(0)), 5);
+        assert_eq!(retry_delay(6, None), 5);
+        assert_eq!(retry_delay(u32::MAX, far), 300);
     }
 }
