@@ -213,16 +213,7 @@ impl Agent {
         let bundle = match NodeBundle::from_configmap_data(&data) {
             Ok(b) => b,
             Err(e) => {
-                self.reporter
-                    .report(
-                        cm,
-                        AgentState::Failed,
-                        None,
-                        None,
-                        self.rotation.expiry(),
-                        &e.to_string(),
-                    )
-                    .await;
+                self.refuse(cm, &e.to_string()).await;
                 return vec![];
             }
         };
@@ -243,10 +234,7 @@ impl Agent {
                 self.settings.state_path,
                 dir.display()
             );
-            let expiry = self.rotation.expiry();
-            self.reporter
-                .report(cm, AgentState::Failed, None, None, expiry, &message)
-                .await;
+            self.refuse(cm, &message).await;
             return vec![];
         }
         let remove = cm
@@ -365,6 +353,14 @@ impl Agent {
             .into_iter()
             .filter(|p| self.root.resolve(p).is_ok_and(|r| r.exists()))
             .collect()
+    }
+
+    /// Reports a bundle this agent will not apply; files on disk stay as they are.
+    async fn refuse(&mut self, cm: &ConfigMap, message: &str) {
+        let expiry = self.rotation.expiry();
+        self.reporter
+            .report(cm, AgentState::Failed, None, None, expiry, message)
+            .await;
     }
 
     /// The kubeconfig text with a valid token, requesting a new token when due.

@@ -28,8 +28,8 @@ pub struct HostFiles<'a> {
     pub root: &'a HostRoot,
     pub owned: &'a mut OwnedFiles,
     pub state_file: &'a Path,
-    /// sha256 of what this run last wrote (or found in place) per host path. A file on disk
-    /// that no longer matches it was changed by someone else.
+    /// sha256 of what this run last wrote (or found in place) per host path. Having to write
+    /// the same content again means someone changed the file.
     pub last_written: &'a mut BTreeMap<String, String>,
 }
 
@@ -42,20 +42,19 @@ impl HostFiles<'_> {
             match step {
                 Step::Write { path, bytes, mode } => {
                     let resolved = self.root.resolve(path)?;
-                    let on_disk = std::fs::read(&resolved).ok().map(sha256_hex);
-                    let drifted = self
-                        .last_written
-                        .get(path)
-                        .is_some_and(|ours| on_disk.as_ref() != Some(ours));
+                    let digest = sha256_hex(bytes);
+                    // Content this run already wrote, yet the write was needed: someone
+                    // edited, deleted or re-moded the file since.
+                    let repairing = self.last_written.get(path) == Some(&digest);
                     if !self.owned.owns(path) {
                         self.owned.files.insert(path.clone());
                         self.owned.save(self.state_file)?;
                     }
                     let outcome = fsops::write_atomic(&resolved, bytes, *mode)?;
-                    self.last_written.insert(path.clone(), sha256_hex(bytes));
+                    self.last_written.insert(path.clone(), digest);
                     if outcome == WriteOutcome::Written {
                         metrics.files_written.inc();
-                        if drifted {
+                        if repairing {
                             metrics.drift_repairs.inc();
                             tracing::warn!(path = %path, "repaired a file changed outside the agent");
                         }

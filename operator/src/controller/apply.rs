@@ -194,19 +194,14 @@ async fn warn_event(
 
 /// A Warning Event on the MultusConfig naming the nodes whose agents never confirmed file
 /// removal before the timeout (offline or broken nodes may still hold its files).
-pub async fn publish_given_up(
-    ctx: &Context,
-    config: &MultusConfig,
-    nodes: &[String],
-    timeout: std::time::Duration,
-) {
+pub async fn publish_given_up(ctx: &Context, config: &MultusConfig, nodes: &[String]) {
     if nodes.is_empty() {
         return;
     }
     tracing::warn!(nodes = %nodes.join(","), "gave up waiting for agents to confirm file removal");
     let note = format!(
         "no confirmation of file removal within {} s from: {}; their files may still be on the host",
-        timeout.as_secs(),
+        ctx.settings.cleanup_timeout.as_secs(),
         nodes.join(", ")
     );
     let regarding = config.object_ref(&());

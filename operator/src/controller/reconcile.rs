@@ -165,8 +165,7 @@ async fn apply_config(config: &MultusConfig, ctx: &Context) -> Result<Action, Re
     apply::write_bundles(ctx, config, &decisions.write).await?;
     apply::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
     apply::delete_configmaps(ctx, &decisions.delete).await?;
-    let timeout = ctx.settings.cleanup_timeout;
-    apply::publish_given_up(ctx, config, &decisions.given_up, timeout).await;
+    apply::publish_given_up(ctx, config, &decisions.given_up).await;
     apply::publish_findings(
         ctx,
         &snap.nads,
@@ -191,8 +190,7 @@ async fn cleanup_config(config: &MultusConfig, ctx: &Context) -> Result<Action, 
     let status = status::compute(&decisions.findings, snap.old_status, &snap.now);
     apply::write_status(ctx, config, &status).await?;
     if pending.is_empty() {
-        let timeout = ctx.settings.cleanup_timeout;
-        apply::publish_given_up(ctx, config, &decisions.given_up, timeout).await;
+        apply::publish_given_up(ctx, config, &decisions.given_up).await;
         tracing::info!("every node confirmed cleanup (or timed out); releasing the finalizer");
         return Ok(Action::await_change());
     }
