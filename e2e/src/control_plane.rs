@@ -212,6 +212,12 @@ impl ControlPlane {
             apiserver_args: apiserver_args_kept,
         };
         cp.wait_ready("kube-apiserver", "/readyz")?;
+        // The CRDs go in before kube-controller-manager starts: its garbage collector
+        // builds its monitors from API discovery at start and learns resources added later
+        // only at its next discovery sync (every 30 s, fixed in kube-controller-manager's
+        // source). Installed first, MultusConfig owners are known from the start, and the
+        // dependents of a deleted MultusConfig go within seconds.
+        cp.install_crds()?;
 
         let kcm_args = vec![
             format!("--kubeconfig={}", cp.kubeconfig.display()),
@@ -232,7 +238,6 @@ impl ControlPlane {
             &cp.dir.join("kube-controller-manager.log"),
         )?;
         cp.lock().push(kcm);
-        cp.install_crds()?;
         cp.wait_for_default_service_account()?;
         cp.startup = began.elapsed();
         eprintln!(

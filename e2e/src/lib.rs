@@ -17,6 +17,7 @@ pub mod operator;
 pub mod pki;
 pub mod process;
 pub mod scenario;
+pub mod slot;
 
 pub use control_plane::{ControlPlane, E2eError};
 pub use fixtures::unique_name;

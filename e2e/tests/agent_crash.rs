@@ -14,6 +14,7 @@ use multus_e2e::scenario::OneNode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file() {
+    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let spec = json!({ "attachments": {}, "rollout": { "maxUnavailable": "100%" } });
     let scenario = OneNode::start(cp.client().await.unwrap(), "crash", spec)

@@ -87,6 +87,7 @@ async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stops_on_sigterm() {
+    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let ns = unique_name("process");
@@ -155,6 +156,7 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_replica_takes_the_lease_only_after_the_leader_stops_renewing() {
+    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let ns = unique_name("lease");

@@ -43,6 +43,7 @@ async fn run_daemon(config: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_daemon_copies_beside_our_config_and_the_naive_setting_would_empty_it() {
+    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let scenario = OneNode::start_with(cp.client().await.unwrap(), "thick", |root| {
         // The daemon sees the host under the test's host root.

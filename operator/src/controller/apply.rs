@@ -2,7 +2,7 @@
 //! removal marks, deletions, Events and the status. Each write is counted.
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -34,7 +34,7 @@ pub async fn write_bundles(
     config: &MultusConfig,
     bundles: &[NodeBundle],
 ) -> Result<(), ReconcileError> {
-    let owner = config.controller_owner_ref(&());
+    let owner = owner_ref(config);
     for bundle in bundles {
         let mut cm = bundle_configmap(bundle, &ctx.settings.namespace)
             .map_err(|e| ReconcileError::Serialize(e.to_string()))?;
@@ -78,7 +78,7 @@ pub async fn mark_removal(
                 now.0.to_string(),
             ),
         ]));
-        cm.metadata.owner_references = config.controller_owner_ref(&()).map(|o| vec![o]);
+        cm.metadata.owner_references = owner_ref(config).map(|o| vec![o]);
         cm.data = Some(existing.data.clone());
         let name = existing.name.clone();
         configmaps(ctx)
@@ -206,4 +206,13 @@ pub async fn publish_given_up(ctx: &Context, config: &MultusConfig, nodes: &[Str
     );
     let regarding = config.object_ref(&());
     warn_event(ctx, &regarding, "CleanupTimedOut", "Cleanup", &note).await;
+}
+
+/// The MultusConfig as controller of its ConfigMaps. `blockOwnerDeletion` makes a
+/// foreground deletion (`kubectl delete --cascade=foreground`) wait for them too.
+fn owner_ref(config: &MultusConfig) -> Option<OwnerReference> {
+    config.controller_owner_ref(&()).map(|o| OwnerReference {
+        block_owner_deletion: Some(true),
+        ..o
+    })
 }
