@@ -1,18 +1,28 @@
-//! Node agent cost when nothing changes: RSS after an idle period and the API requests it
-//! made during it (counted in the API server's audit log by the agent's own identity).
-//! Prints the figures; asserts nothing about them.
+//! Cost when nothing changes, for the node agent and the operator, both as release-built
+//! processes: CPU seconds per idle minute (from /proc) while the agent waits for a primary
+//! and after its bundle is applied, RSS, and the API requests the agent made (counted in the
+//! API server's audit log by the agent's own identity). Prints the figures; asserts nothing.
 //!
-//! `cargo bench -p multus-e2e --bench agent_idle` (IDLE_SECONDS=600 by default).
+//! `cargo bench -p multus-e2e --bench agent_idle` (IDLE_SECONDS=600 by default; the
+//! waiting phase lasts min(60, IDLE_SECONDS)). `MULTUS_E2E_WORKSPACE_BINS=<dir>` measures
+//! the binaries in that directory instead of this workspace's (for example an older build).
 
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use multus_e2e::ControlPlane;
+use multus_crds::bundle::{feedback, node_configmap_name};
 use multus_e2e::agent::RunningAgent;
+use multus_e2e::binaries_local::workspace_release_bin;
 use multus_e2e::control_plane::AGENT_USER;
-use multus_e2e::process::status_kib;
-use multus_e2e::scenario::OneNode;
+use multus_e2e::process::{cpu_seconds, status_kib};
+use multus_e2e::scenario::{CALICO, host_root};
+use multus_e2e::{ControlPlane, fixtures, http};
+
+const WAIT: Duration = Duration::from_secs(120);
 
 /// Requests by the agent's identity: audit ID -> "verb resource".
 fn agent_requests(cp: &ControlPlane) -> BTreeMap<String, String> {
@@ -32,41 +42,124 @@ fn agent_requests(cp: &ControlPlane) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Waits until the agent reports `state` on its ConfigMap.
+async fn wait_state(cms: &Api<ConfigMap>, node: &str, state: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let cm = cms.get_opt(&node_configmap_name(node)).await.ok().flatten();
+        let seen = cm
+            .and_then(|c| c.metadata.annotations)
+            .and_then(|a| a.get(feedback::STATE).cloned());
+        if seen.as_deref() == Some(state) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent never reported {state} (last: {seen:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// CPU seconds `pid` used over `window`, scaled to one minute.
+async fn cpu_per_minute(pids: &[u32], window: Duration) -> Vec<f64> {
+    let before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+    tokio::time::sleep(window).await;
+    pids.iter()
+        .zip(before)
+        .map(|(p, b)| (cpu_seconds(*p) - b) * 60.0 / window.as_secs_f64())
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let idle: u64 = std::env::var("IDLE_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
+    let waiting = Duration::from_secs(idle.min(60));
     let cp: &'static ControlPlane = Box::leak(Box::new(
         tokio::task::spawn_blocking(ControlPlane::start_with_audit)
             .await
             .unwrap()
             .expect("control plane"),
     ));
-    let scenario = OneNode::start(cp.client().await.unwrap(), "idle", json!({}))
+    let client = cp.client().await.unwrap();
+    let ns = "idle";
+    let node = "idle-node";
+    fixtures::namespace(&client, ns).await.unwrap();
+    fixtures::service_account(&client, ns, "multus")
         .await
         .unwrap();
-    let agent = RunningAgent::start_release_as(
-        &cp.dir.join("agent.kubeconfig"),
-        &scenario.ns,
-        &scenario.node,
-        scenario.root.path(),
-    )
-    .await
+    fixtures::node(&client, node, &[("pool", ns)], &[])
+        .await
+        .unwrap();
+
+    let operator_bin = tokio::task::spawn_blocking(|| workspace_release_bin("multus-operator"))
+        .await
+        .unwrap()
+        .expect("operator binary");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut operator = tokio::process::Command::new(operator_bin)
+        .args(["run", "--namespace", ns, "--metrics-bind-address", &addr])
+        .args(["--multus-service-account", &format!("{ns}/multus")])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let operator_pid = operator.id().expect("operator running");
+    while !matches!(http::get(&addr, "/readyz").await, Ok((200, _))) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let root = host_root(false).unwrap();
+    let config = serde_json::from_value::<multus_crds::MultusConfig>(json!({
+        "apiVersion": "operator.multus.dev/v1alpha1",
+        "kind": "MultusConfig",
+        "metadata": { "name": ns },
+        "spec": {
+            "nodeSelector": { "matchLabels": { "pool": ns } },
+            "primary": { "auto": {} },
+        },
+    }))
     .unwrap();
-    agent
-        .wait_ready("agent applied its bundle", Duration::from_secs(120))
-        .await;
-    // The operator has done its part; from here on nothing in the cluster changes.
-    scenario.operator.stop().await;
-    let pid = agent.pid().expect("agent running");
+    Api::<multus_crds::MultusConfig>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    let agent =
+        RunningAgent::start_release_as(&cp.dir.join("agent.kubeconfig"), ns, node, root.path())
+            .await
+            .unwrap();
+    let agent_pid = agent.pid().expect("agent running");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+
+    // Phase 1: no primary CNI config yet.
+    wait_state(&cms, node, "WaitingForPrimary").await;
+    eprintln!(
+        "waiting for a primary: measuring {} s ...",
+        waiting.as_secs()
+    );
+    let waiting_cpu = cpu_per_minute(&[agent_pid], waiting).await;
+
+    // Phase 2: the primary appears; once applied, nothing changes any more.
+    std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
+    agent.wait_ready("agent applied its bundle", WAIT).await;
     let before: BTreeSet<String> = agent_requests(cp).into_keys().collect();
-    let rss_start = status_kib(pid, "VmRSS:");
-    eprintln!("idling for {idle} s ...");
-    tokio::time::sleep(Duration::from_secs(idle)).await;
-    let rss_end = status_kib(pid, "VmRSS:");
-    let peak = status_kib(pid, "VmHWM:");
+    let rss_start = status_kib(agent_pid, "VmRSS:");
+    let operator_rss_start = status_kib(operator_pid, "VmRSS:");
+    eprintln!("applied: idling for {idle} s ...");
+    let applied_cpu = cpu_per_minute(&[agent_pid, operator_pid], Duration::from_secs(idle)).await;
+    let rss_end = status_kib(agent_pid, "VmRSS:");
+    let peak = status_kib(agent_pid, "VmHWM:");
+    let operator_rss_end = status_kib(operator_pid, "VmRSS:");
     let after = agent_requests(cp);
     let during: Vec<&String> = after
         .iter()
@@ -77,28 +170,54 @@ async fn main() {
     for w in &during {
         *by_kind.entry(w).or_default() += 1;
     }
+    let passes = http::metric(&agent.metrics().await, "multus_node_agent_passes_total");
+
+    let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "node agent idle for {idle} s (release build, token lifetime 3600 s, one bundle, one primary)"
+        "idle cost (release builds, token lifetime 3600 s, one bundle, one primary; waiting {} s, applied {idle} s)",
+        waiting.as_secs()
     );
     println!(
-        "  RSS when the bundle was applied:   {:>7.1} MiB",
-        rss_start as f64 / 1024.0
+        "  agent CPU while waiting for a primary:  {:>8.3} s per idle minute",
+        waiting_cpu[0]
     );
     println!(
-        "  RSS after the idle period:         {:>7.1} MiB",
-        rss_end as f64 / 1024.0
+        "  agent CPU with its bundle applied:      {:>8.3} s per idle minute",
+        applied_cpu[0]
     );
     println!(
-        "  peak RSS:                          {:>7.1} MiB",
-        peak as f64 / 1024.0
+        "  operator CPU, same period:              {:>8.3} s per idle minute",
+        applied_cpu[1]
     );
-    println!("  API requests during the idle period: {}", during.len());
+    println!(
+        "  agent RSS when applied / after idling:  {:>6.1} / {:.1} MiB (peak {:.1})",
+        mib(rss_start),
+        mib(rss_end),
+        mib(peak)
+    );
+    println!(
+        "  operator RSS at start / end of idling:  {:>6.1} / {:.1} MiB",
+        mib(operator_rss_start),
+        mib(operator_rss_end)
+    );
+    match passes {
+        Some(p) => println!("  agent passes since start:               {p:>6.0}"),
+        None => {
+            println!("  agent passes since start:               (no pass counter in this build)")
+        }
+    }
+    println!(
+        "  agent API requests while applied and idle: {}",
+        during.len()
+    );
     for (what, n) in by_kind {
         println!("    {n:>4}  {what}");
     }
     println!(
-        "  API requests from agent start to applied: {}",
+        "  agent API requests from start to applied:  {}",
         before.len()
     );
     agent.terminate().await;
+    let _ = operator.start_kill();
+    let _ = operator.wait().await;
 }

@@ -13,6 +13,20 @@ use crate::{ControlPlane, E2eError, http};
 /// Host path of the agents' state file in tests (the default, under each host root).
 pub const STATE_FILE: &str = "/var/lib/multus-node-agent/owned-files.json";
 
+/// How to launch an agent; the default is the debug build with the agent's default flags,
+/// its log in the host root.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// `--state-file` (a host path); the agent's default when absent.
+    pub state_file: Option<String>,
+    /// Where `agent.log` goes; the host root when absent.
+    pub log_dir: Option<PathBuf>,
+    /// The optimized build (benchmarks).
+    pub release: bool,
+    /// One `--allowed-dir` each; the agent's defaults when empty.
+    pub allowed_dirs: Vec<String>,
+}
+
 /// A running `multus-node-agent run`.
 pub struct RunningAgent {
     pub node: String,
@@ -41,10 +55,7 @@ impl RunningAgent {
         node: &str,
         host_root: &Path,
     ) -> Result<RunningAgent, E2eError> {
-        Self::launch(
-            kubeconfig, namespace, node, host_root, None, host_root, false,
-        )
-        .await
+        Self::launch(kubeconfig, namespace, node, host_root, &Launch::default()).await
     }
 
     /// Like [`Self::start`] with a given state file (host path) and the log in `log_dir`,
@@ -57,16 +68,12 @@ impl RunningAgent {
         state_file: &str,
         log_dir: &Path,
     ) -> Result<RunningAgent, E2eError> {
-        Self::launch(
-            &cp.kubeconfig,
-            namespace,
-            node,
-            host_root,
-            Some(state_file),
-            log_dir,
-            false,
-        )
-        .await
+        let options = Launch {
+            state_file: Some(state_file.to_string()),
+            log_dir: Some(log_dir.to_path_buf()),
+            ..Launch::default()
+        };
+        Self::launch(&cp.kubeconfig, namespace, node, host_root, &options).await
     }
 
     /// Like [`Self::start_as`] with the optimized binary (for benchmarks).
@@ -76,21 +83,23 @@ impl RunningAgent {
         node: &str,
         host_root: &Path,
     ) -> Result<RunningAgent, E2eError> {
-        Self::launch(
-            kubeconfig, namespace, node, host_root, None, host_root, true,
-        )
-        .await
+        let options = Launch {
+            release: true,
+            ..Launch::default()
+        };
+        Self::launch(kubeconfig, namespace, node, host_root, &options).await
     }
 
-    async fn launch(
+    /// Starts `multus-node-agent run` for `node` with bundles from `namespace` and host
+    /// files under `host_root`, authenticating with `kubeconfig`.
+    pub async fn launch(
         kubeconfig: &Path,
         namespace: &str,
         node: &str,
         host_root: &Path,
-        state_file: Option<&str>,
-        log_dir: &Path,
-        release: bool,
+        options: &Launch,
     ) -> Result<RunningAgent, E2eError> {
+        let release = options.release;
         let binary = tokio::task::spawn_blocking(move || {
             if release {
                 workspace_release_bin("multus-node-agent")
@@ -105,24 +114,27 @@ impl RunningAgent {
             .map(|a| a.port())
             .map_err(|e| E2eError::Io(e.to_string()))?;
         let metrics_addr = format!("127.0.0.1:{port}");
+        let log_dir = options.log_dir.as_deref().unwrap_or(host_root);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log_dir.join("agent.log"))
             .map_err(|e| E2eError::Io(e.to_string()))?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["run", "--node-name", node, "--namespace", namespace])
             .arg("--host-root")
             .arg(host_root)
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .args(["--metrics-bind-address", &metrics_addr])
-            .args(
-                state_file
-                    .map(|f| ["--state-file", f])
-                    .into_iter()
-                    .flatten(),
-            )
+            .args(["--metrics-bind-address", &metrics_addr]);
+        if let Some(state_file) = &options.state_file {
+            command.args(["--state-file", state_file]);
+        }
+        for dir in &options.allowed_dirs {
+            command.args(["--allowed-dir", dir]);
+        }
+        let child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -12,8 +12,21 @@ pub fn workspace_bin(bin: &str) -> Result<PathBuf, E2eError> {
     built_bin(bin, false)
 }
 
-/// Like [`workspace_bin`], optimized (for benchmarks).
+/// Like [`workspace_bin`], optimized (for benchmarks). `MULTUS_E2E_WORKSPACE_BINS`, when
+/// set, names a directory whose binaries are used instead, unbuilt (to measure another
+/// build, such as an earlier release, with the same benchmark).
 pub fn workspace_release_bin(bin: &str) -> Result<PathBuf, E2eError> {
+    if let Some(dir) = std::env::var_os("MULTUS_E2E_WORKSPACE_BINS") {
+        let path = PathBuf::from(dir).join(bin);
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(E2eError::Binaries(format!(
+                "{} does not exist (MULTUS_E2E_WORKSPACE_BINS)",
+                path.display()
+            )))
+        };
+    }
     built_bin(bin, true)
 }
 

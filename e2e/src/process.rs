@@ -165,6 +165,39 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) a process has used, in seconds, from /proc; 0 when unknown.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after its closing parenthesis start
+    // with the state (field 3), so utime and stime (fields 14 and 15) are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / clock_ticks_per_second()
+}
+
+/// `sysconf(_SC_CLK_TCK)`, read once through `getconf`; 100 (Linux's value) when unknown.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|t: &f64| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
 /// Polls `check` every 100 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -182,6 +215,17 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::owner_of;
+
+    #[test]
+    fn this_process_has_used_some_cpu_time_and_a_missing_one_none() {
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(super::cpu_seconds(std::process::id()) > 0.0);
+        assert_eq!(super::cpu_seconds(u32::MAX), 0.0);
+    }
 
     #[test]
     fn the_owner_pid_is_read_from_the_marker() {

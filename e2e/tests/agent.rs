@@ -179,6 +179,7 @@ const BRIDGE: &str = r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"br-agent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("exact").await;
     let node = env.node("n1").await;
     env.nad("backplane", BRIDGE).await;
@@ -246,6 +247,7 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselves() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("restarts").await;
     let node = env.node("n1").await;
     let root = host_root(true).unwrap();
@@ -326,6 +328,7 @@ async fn drift_repairs(agent: &RunningAgent) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it_waits() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("waiting").await;
     let node = env.node("n1").await;
     let root = host_root(false).unwrap();
@@ -425,6 +428,7 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() {
+    let _slot = multus_e2e::test_slot!();
     // Regression for upstream #1295: 4.0.x wrote the kubeconfig only for auto mode.
     let env = Env::new("modes").await;
     env.nad(
@@ -490,6 +494,7 @@ async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("unselect").await;
     let node = env.node("n1").await;
     env.nad("backplane", BRIDGE).await;
@@ -600,6 +605,7 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("statefile").await;
     let node = env.node("n1").await;
     let root = host_root(true).unwrap();
@@ -636,6 +642,7 @@ async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("account").await;
     let node = env.node("n1").await;
     let root = host_root(true).unwrap();
@@ -678,6 +685,7 @@ async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() {
+    let _slot = multus_e2e::test_slot!();
     let mut env = Env::new("format").await;
     let node = env.node("n1").await;
     let root = host_root(true).unwrap();
@@ -721,6 +729,156 @@ async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() 
             .collect::<Vec<_>>()
     };
     assert_eq!(configs(&after), configs(&files));
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    env.stop().await;
+}
+
+async fn passes(agent: &RunningAgent) -> f64 {
+    let metrics = agent.metrics().await;
+    multus_e2e::http::metric(&metrics, "multus_node_agent_passes_total")
+        .unwrap_or_else(|| panic!("no pass counter in {metrics}"))
+}
+
+/// Waits until the pass counter has stood still for a second (the echoes of the last
+/// change are done), and returns it.
+async fn settled_passes(agent: &RunningAgent) -> f64 {
+    let deadline = Instant::now() + WAIT;
+    let mut last = passes(agent).await;
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_secs(1) {
+        assert!(
+            Instant::now() < deadline,
+            "pass counter still moving: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = passes(agent).await;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    last
+}
+
+/// The measurement window of the idle checks: the agent must not run a single pass in it.
+const IDLE: Duration = Duration::from_secs(10);
+
+async fn assert_idle(agent: &RunningAgent, state: &str) {
+    let before = settled_passes(agent).await;
+    // Not a synchronisation sleep: this is the window in which nothing may happen.
+    tokio::time::sleep(IDLE).await;
+    let after = passes(agent).await;
+    assert_eq!(
+        after,
+        before,
+        "{} passes in {IDLE:?} while {state}:\n{}",
+        after - before,
+        agent.metrics().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two() {
+    let _slot = multus_e2e::test_slot!();
+    let env = Env::new("idle").await;
+    let node = env.node("n1").await;
+    let root = host_root(false).unwrap();
+    env.config("idle", &node, json!({ "primary": { "auto": {} } }))
+        .await;
+    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+
+    // Resting state 1: waiting for the primary. Reading its directories must not wake it.
+    env.wait_state(&node, "WaitingForPrimary").await;
+    assert_idle(&agent, "waiting for the primary").await;
+
+    // Resting state 2: applied.
+    std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
+    env.wait_state(&node, "Applied").await;
+    assert_idle(&agent, "applied").await;
+
+    // One external edit of an owned file: one pass repairs it, and one more sees the
+    // repair's own rename and finds nothing to do.
+    let good = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
+    let before = settled_passes(&agent).await;
+    replace_file(root.path(), "etc/cni/net.d/00-multus.conf", "{}");
+    eventually("edited config restored", WAIT, || async {
+        match read(root.path(), "/etc/cni/net.d/00-multus.conf") {
+            Some(t) if t == good => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let after = settled_passes(&agent).await;
+    assert!(
+        (1.0..=2.0).contains(&(after - before)),
+        "{} passes for one edit:\n{}",
+        after - before,
+        agent.metrics().await
+    );
+    assert_eq!(drift_repairs(&agent).await, 1.0);
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+
+    // Resting state 3: a refused bundle (the state file inside a CNI directory).
+    let logs = tempfile::tempdir().unwrap();
+    let refused = RunningAgent::start_with_state(
+        env.cp,
+        &env.ns,
+        &node,
+        root.path(),
+        "/etc/cni/net.d/owned-files.json",
+        logs.path(),
+    )
+    .await
+    .unwrap();
+    env.wait_state(&node, "Failed").await;
+    assert_idle(&refused, "refusing its bundle").await;
+    assert!(refused.terminate().await.is_some_and(|s| s.success()));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_naming_a_directory_outside_the_allowed_ones_is_refused_and_nothing_is_written() {
+    let _slot = multus_e2e::test_slot!();
+    let env = Env::new("bounds").await;
+    let node = env.node("n1").await;
+    let root = host_root(true).unwrap();
+    // Whoever can write the MultusConfig (or the ConfigMap) must not steer a root agent
+    // into other host directories: the agent runs with the default --allowed-dir set.
+    env.config(
+        "bounds",
+        &node,
+        json!({
+            "primary": { "auto": {} },
+            "paths": {
+                "cniConfDir": "/etc/systemd/system",
+                "kubeconfigPath": "/etc/systemd/system/multus.d/multus.kubeconfig",
+            },
+        }),
+    )
+    .await;
+    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
+        .await
+        .unwrap();
+    let cm = env.wait_state(&node, "Failed").await;
+    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
+    assert!(
+        message.contains("/etc/systemd/system")
+            && message.contains("outside the directories this agent may write"),
+        "{message}"
+    );
+    assert!(
+        !root.path().join("etc/systemd").exists(),
+        "something was created under /etc/systemd"
+    );
+    let files: Vec<String> = snapshot(root.path()).into_keys().collect();
+    assert_eq!(
+        files,
+        vec!["etc/cni/net.d/10-calico.conflist"],
+        "nothing was written"
+    );
+    assert!(!agent.is_ready().await);
     assert!(agent.terminate().await.is_some_and(|s| s.success()));
     env.stop().await;
 }

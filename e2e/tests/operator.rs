@@ -22,7 +22,14 @@ use multus_e2e::{ControlPlane, fixtures, unique_name};
 use multus_operator::catalog;
 use multus_operator::render::{RenderDefaults, render_node};
 
-const WAIT: Duration = Duration::from_secs(30);
+/// Deadline for what the operator itself does (about a second on an idle machine); it holds
+/// with both cores busy and another test running beside.
+const WAIT: Duration = Duration::from_secs(60);
+/// Deadline for kube-controller-manager's garbage collector to delete dependents of a
+/// deleted owner. It knows our CRDs from its start (the harness installs them first), so
+/// this takes seconds; the bound allows two of its 30 s discovery syncs (a constant in
+/// kube-controller-manager) and its work queue on a loaded machine.
+const GC_WAIT: Duration = Duration::from_secs(90);
 const POOL_LABEL: &str = "e2e.multus.dev/pool";
 const UPLINK_LABEL: &str = "e2e.multus.dev/uplink";
 
@@ -233,6 +240,7 @@ const MACVLAN_TEMPLATE: &str = r#"{"cniVersion":"0.3.1","type":"macvlan","master
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_config_three_nodes_two_nads_follow_every_change() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("bundles").await;
     let nodes: Vec<String> = (1..=3).map(|i| format!("{}-n{i}", env.test)).collect();
     for (i, n) in nodes.iter().enumerate() {
@@ -371,6 +379,7 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("invalid").await;
     env.node(&format!("{}-n1", env.test), "eth1").await;
     env.nad("good", BRIDGE, None).await;
@@ -445,6 +454,7 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_reported() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("giveup").await;
     let node = format!("{}-n1", env.test);
     env.node(&node, "eth1").await;
@@ -493,6 +503,7 @@ async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("conflict").await;
     let node = format!("{}-n1", env.test);
     env.node(&node, "eth1").await;
@@ -546,6 +557,7 @@ async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_failure() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("rollout").await;
     let nodes: Vec<String> = (1..=3).map(|i| format!("{}-n{i}", env.test)).collect();
     for n in &nodes {
@@ -690,6 +702,7 @@ async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("delete").await;
     let nodes: Vec<String> = (1..=2).map(|i| format!("{}-n{i}", env.test)).collect();
     for n in &nodes {
@@ -698,6 +711,18 @@ async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
     let op = env.operator();
     env.config("doomed", json!({})).await;
     let bundles = env.wait_bundles("two bundles", |b| b.len() == 2).await;
+    // What makes the ConfigMaps go with their MultusConfig is ours: each is owned by it,
+    // as its controller, and blocks its deletion until the garbage collector has run.
+    let owner = env.configs().get("doomed").await.unwrap();
+    for cm in bundles.values() {
+        let refs = cm.metadata.owner_references.clone().unwrap_or_default();
+        assert_eq!(refs.len(), 1, "{refs:?}");
+        assert_eq!(refs[0].kind, "MultusConfig");
+        assert_eq!(refs[0].name, "doomed");
+        assert_eq!(Some(&refs[0].uid), owner.metadata.uid.as_ref());
+        assert_eq!(refs[0].controller, Some(true));
+        assert_eq!(refs[0].block_owner_deletion, Some(true));
+    }
     env.configs()
         .delete("doomed", &DeleteParams::default())
         .await
@@ -759,13 +784,22 @@ async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
         }
     })
     .await;
-    env.wait_bundles("ConfigMaps garbage collected", |b| b.is_empty())
-        .await;
+    // Deleting them is the garbage collector's part (upstream's speed, bounded by GC_WAIT).
+    eventually("ConfigMaps garbage collected", GC_WAIT, || async {
+        let left = env.bundles().await;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", left.keys().collect::<Vec<_>>()))
+        }
+    })
+    .await;
     op.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_the_operator_with_nothing_changed_writes_nothing() {
+    let _slot = multus_e2e::test_slot!();
     let env = Env::new("restart").await;
     for i in 1..=3 {
         env.node(&format!("{}-n{i}", env.test), "eth1").await;
@@ -833,5 +867,148 @@ async fn restarting_the_operator_with_nothing_changed_writes_nothing() {
             .resource_version,
         before_config
     );
+    op.stop().await;
+}
+
+/// Waits until `count` has stood still for a second, and returns it.
+async fn settled(count: impl Fn() -> u64) -> u64 {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = count();
+    let mut since = std::time::Instant::now();
+    while since.elapsed() < Duration::from_secs(1) {
+        assert!(std::time::Instant::now() < deadline, "still moving: {last}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if count() != last {
+            last = count();
+            since = std::time::Instant::now();
+        }
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_status_heartbeats_never_wake_the_operator_and_label_changes_do() {
+    let _slot = multus_e2e::test_slot!();
+    let env = Env::new("heartbeat").await;
+    let node = format!("{}-n1", env.test);
+    env.node(&node, "eth1").await;
+    let op = env.operator();
+    env.config("beating", json!({})).await;
+    env.wait_bundles("one bundle", |b| b.len() == 1).await;
+    let before = settled(|| op.metrics.reconciles.get()).await;
+
+    // What a kubelet does every few seconds: rewrite the Node's status.
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    for beat in 0..10 {
+        let status = json!({ "status": { "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": format!("heartbeat {beat}"),
+            "lastHeartbeatTime": format!("2026-01-01T00:00:{beat:02}Z"),
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }] } });
+        nodes
+            .patch_status(&node, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+        // Beats further apart than the operator's debounce, so each would count.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        settled(|| op.metrics.reconciles.get()).await,
+        before,
+        "a status heartbeat woke the operator"
+    );
+
+    // A label is an input of node selection: it wakes the operator.
+    env.label_node(&node, "e2e.multus.dev/rack", Some("r1"))
+        .await;
+    eventually("a reconcile after the label change", WAIT, || async {
+        match op.metrics.reconciles.get() {
+            n if n > before => Ok(()),
+            n => Err(n.to_string()),
+        }
+    })
+    .await;
+    op.stop().await;
+}
+
+/// Runs `multus-operator uninstall` (admin credentials) for this test's MultusConfigs.
+async fn uninstall(env: &Env, timeout: &str) -> tokio::process::Child {
+    let binary = tokio::task::spawn_blocking(|| {
+        multus_e2e::binaries_local::workspace_bin("multus-operator")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::process::Command::new(binary)
+        .args(["uninstall", "--namespace", &env.ns, "--timeout", timeout])
+        .args([
+            "--multusconfig-selector",
+            &format!("{TEST_LABEL}={}", env.test),
+        ])
+        .env("KUBECONFIG", &ControlPlane::shared().kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstall_deletes_the_configs_and_returns_once_every_agent_removed_its_files() {
+    let _slot = multus_e2e::test_slot!();
+    let env = Env::new("uninstall").await;
+    let nodes: Vec<String> = (1..=2).map(|i| format!("{}-n{i}", env.test)).collect();
+    for n in &nodes {
+        env.node(n, "eth1").await;
+    }
+    let op = env.operator();
+    env.config("leaving", json!({})).await;
+    env.wait_bundles("two bundles", |b| b.len() == 2).await;
+
+    // Too short a wait with no agent answering: it fails, naming what is left.
+    let early = uninstall(&env, "2s")
+        .await
+        .wait_with_output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&early.stderr);
+    assert!(!early.status.success());
+    assert!(
+        stderr.contains("MultusConfigs still present after 2s: leaving"),
+        "{stderr}"
+    );
+
+    // With both agents confirming, it returns successfully once the config is gone.
+    let child = uninstall(&env, "60s").await;
+    let marked = env
+        .wait_bundles("both bundles marked for removal", |b| {
+            b.len() == 2
+                && b.values().all(|cm| {
+                    cm.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(REMOVE_ANNOTATION))
+                })
+        })
+        .await;
+    for cm in marked.values() {
+        let name = cm.metadata.name.as_deref().unwrap();
+        agent_reports(&env.client, &env.ns, name, AgentState::Removed, "", "")
+            .await
+            .unwrap();
+    }
+    let done = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("uninstall returned")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(stdout.contains("every MultusConfig is gone"), "{stdout}");
+    assert!(env.configs().get_opt("leaving").await.unwrap().is_none());
     op.stop().await;
 }

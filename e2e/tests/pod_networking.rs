@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use multus_crds::MultusConfig;
-use multus_e2e::agent::RunningAgent;
+use multus_e2e::agent::{Launch, RunningAgent};
 use multus_e2e::binaries::{bin, bin_dir};
 use multus_e2e::operator::{RunningOperator, TEST_LABEL};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
@@ -68,6 +68,7 @@ fn links_in(netns: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() {
+    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let ns = unique_name("podnet");
@@ -175,16 +176,15 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
 
     // The agent sees the real host (host root `/`) and keeps its state beside the files.
     let agent_root = tempfile::tempdir().unwrap();
-    let agent = RunningAgent::start_with_state(
-        cp,
-        &ns,
-        &node,
-        Path::new("/"),
-        &format!("{h}/state/owned-files.json"),
-        agent_root.path(),
-    )
-    .await
-    .unwrap();
+    let options = Launch {
+        state_file: Some(format!("{h}/state/owned-files.json")),
+        log_dir: Some(agent_root.path().to_path_buf()),
+        allowed_dirs: vec![format!("{h}/net.d"), format!("{h}/multus")],
+        ..Launch::default()
+    };
+    let agent = RunningAgent::launch(&cp.kubeconfig, &ns, &node, Path::new("/"), &options)
+        .await
+        .unwrap();
     agent
         .wait_ready("agent applied the bundle", Duration::from_secs(60))
         .await;

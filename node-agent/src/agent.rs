@@ -7,9 +7,9 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
 use notify::Watcher;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -19,6 +19,7 @@ use multus_crds::bundle::{
 };
 
 use crate::apply::HostFiles;
+use crate::bounds::AllowedDirs;
 use crate::fsops;
 use crate::hostpath::HostRoot;
 use crate::metrics::Metrics;
@@ -28,6 +29,7 @@ use crate::report::{Reporter, now_secs};
 use crate::rotation::{Rotation, TokenSource};
 use crate::state::OwnedFiles;
 use crate::token;
+use crate::wake::{Interest, Trigger};
 
 pub use crate::report::FIELD_MANAGER;
 /// How often the agent re-checks the disk even without events.
@@ -44,6 +46,8 @@ pub struct Settings {
     pub state_path: String,
     /// Kubeconfig for the agent's own client; in-cluster config when absent.
     pub kubeconfig: Option<PathBuf>,
+    /// The directories a bundle may make this agent write (the trust boundary).
+    pub allowed: AllowedDirs,
 }
 
 /// Errors that stop the agent from starting.
@@ -62,6 +66,20 @@ pub enum AgentError {
 enum Wake {
     Bundle(Option<Arc<ConfigMap>>),
     Disk,
+}
+
+/// What of a bundle ConfigMap a pass depends on: its data and the removal mark. The
+/// agent's own feedback annotations are left out, so that its report does not wake it.
+fn bundle_key(cm: Option<&ConfigMap>) -> Option<(BTreeMap<String, String>, bool)> {
+    cm.map(|cm| {
+        let remove = cm
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REMOVE_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        (cm.data.clone().unwrap_or_default(), remove)
+    })
 }
 
 struct Agent {
@@ -136,58 +154,92 @@ pub async fn run(
         }
     });
 
-    // inotify on the directories the agent writes into; events are coalesced below.
+    // inotify on the directories the agent writes into and reads. Only events that can
+    // change what a pass would do wake it (see `wake`); a burst is coalesced below.
+    let interest = Arc::new(Mutex::new(Interest::default()));
     let disk_tx = tx.clone();
+    let disk_interest = interest.clone();
     let mut fs_watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            let Ok(event) = event else { return };
+            let rescan = event.need_rescan();
+            let wakes = disk_interest
+                .lock()
+                .map(|i| i.wakes(&event.kind, &event.paths, rescan))
+                .unwrap_or(true);
+            if wakes {
                 let _ = disk_tx.try_send(Wake::Disk);
             }
         })
         .ok();
-    let mut watched: Vec<PathBuf> = Vec::new();
+    let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
 
     let mut bundle_cm: Option<Arc<ConfigMap>> = None;
     let mut have_bundle = false;
     tokio::pin!(shutdown);
     loop {
         let next_token = agent.seconds_until_token_work();
-        let wait = next_token.map_or(RESYNC, |s| {
-            Duration::from_secs(s.clamp(1, RESYNC.as_secs()))
-        });
+        let (wait, timer) = match next_token {
+            Some(s) if s < RESYNC.as_secs() => (Duration::from_secs(s.max(1)), Trigger::Token),
+            _ => (RESYNC, Trigger::Resync),
+        };
+        let mut trigger = None;
         tokio::select! {
             () = &mut shutdown => break,
             wake = rx.recv() => match wake {
-                Some(Wake::Bundle(cm)) => { bundle_cm = cm; have_bundle = true; }
-                Some(Wake::Disk) => {}
+                Some(Wake::Bundle(cm)) => {
+                    if !have_bundle || bundle_key(cm.as_deref()) != bundle_key(bundle_cm.as_deref()) {
+                        trigger = Some(Trigger::Bundle);
+                    }
+                    bundle_cm = cm;
+                    have_bundle = true;
+                }
+                Some(Wake::Disk) => trigger = Some(Trigger::Disk),
                 None => break,
             },
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(wait) => trigger = Some(timer),
         }
         // Coalesce a burst of events into one pass.
         while let Ok(more) = rx.try_recv() {
-            if let Wake::Bundle(cm) = more {
-                bundle_cm = cm;
-                have_bundle = true;
+            match more {
+                Wake::Bundle(cm) => {
+                    if !have_bundle || bundle_key(cm.as_deref()) != bundle_key(bundle_cm.as_deref())
+                    {
+                        trigger.get_or_insert(Trigger::Bundle);
+                    }
+                    bundle_cm = cm;
+                    have_bundle = true;
+                }
+                Wake::Disk => {
+                    trigger.get_or_insert(Trigger::Disk);
+                }
             }
         }
+        let Some(trigger) = trigger else {
+            // Only the agent's own report changed on the ConfigMap: nothing to do.
+            continue;
+        };
         if !have_bundle {
             continue;
         }
+        agent.metrics.pass(trigger);
         // A pass waiting on an unresponsive API server must not hold up SIGTERM; every
         // write is atomic, so a pass cut short leaves old or new files, never a mix.
-        let dirs = tokio::select! {
+        let cares = tokio::select! {
             () = &mut shutdown => break,
-            dirs = agent.reconcile(bundle_cm.as_deref()) => dirs,
+            cares = agent.reconcile(bundle_cm.as_deref()) => cares,
         };
         if let Some(w) = fs_watcher.as_mut() {
-            for dir in dirs {
+            for dir in cares.watch_dirs() {
                 if !watched.contains(&dir)
                     && w.watch(&dir, notify::RecursiveMode::NonRecursive).is_ok()
                 {
-                    watched.push(dir);
+                    watched.insert(dir);
                 }
             }
+        }
+        if let Ok(mut i) = interest.lock() {
+            *i = cares;
         }
     }
     watch.abort();
@@ -202,21 +254,26 @@ impl Agent {
         Some(u64::try_from(due - now_secs()).unwrap_or(0))
     }
 
-    /// One pass; returns the directories to watch.
-    async fn reconcile(&mut self, cm: Option<&ConfigMap>) -> Vec<PathBuf> {
+    /// One pass; returns the paths whose changes should start the next one.
+    async fn reconcile(&mut self, cm: Option<&ConfigMap>) -> Interest {
         self.token_settings = None;
         let Some(cm) = cm else {
             tracing::info!("no bundle ConfigMap for this node; leaving files as they are");
-            return vec![];
+            return Interest::default();
         };
         let data = cm.data.clone().unwrap_or_default();
         let bundle = match NodeBundle::from_configmap_data(&data) {
             Ok(b) => b,
             Err(e) => {
                 self.refuse(cm, &e.to_string()).await;
-                return vec![];
+                return Interest::default();
             }
         };
+        // The boundary comes first: nothing outside it is created, read or written.
+        if let Err(e) = self.settings.allowed.check_manifest(&bundle.manifest) {
+            self.refuse(cm, &e.to_string()).await;
+            return Interest::default();
+        }
         let dirs = self.target_dirs(&bundle.manifest);
         // Only an interrupted write leaves a temp file, and interruption means a restart:
         // each directory is swept once per run, not on every pass.
@@ -235,7 +292,7 @@ impl Agent {
                 dir.display()
             );
             self.refuse(cm, &message).await;
-            return vec![];
+            return Interest::default();
         }
         let remove = cm
             .metadata
@@ -255,6 +312,10 @@ impl Agent {
             };
             plan::plan_apply(&bundle, &view, &self.owned)
         };
+        if let Err(e) = self.settings.allowed.check_plan(&plan) {
+            self.refuse(cm, &e.to_string()).await;
+            return Interest::default();
+        }
         let mut host = HostFiles {
             root: &self.root,
             owned: &mut self.owned,
@@ -285,7 +346,28 @@ impl Agent {
                 &message,
             )
             .await;
-        dirs
+        Interest {
+            dirs: dirs.into_iter().collect(),
+            files: self.files_of_interest(&bundle.manifest),
+        }
+    }
+
+    /// Every host file a pass reads or writes by exact name, resolved under the host root.
+    fn files_of_interest(&self, manifest: &BundleManifest) -> BTreeSet<PathBuf> {
+        let mut paths: Vec<String> = manifest
+            .files
+            .iter()
+            .map(|f| format!("{}/{}", f.dir.trim_end_matches('/'), f.name))
+            .collect();
+        paths.extend(manifest.kubeconfig.as_ref().map(|k| k.path.clone()));
+        paths.extend(manifest.readiness_indicator_file.clone());
+        if let PrimaryRule::File { dir, name } = &manifest.primary {
+            paths.push(format!("{}/{name}", dir.trim_end_matches('/')));
+        }
+        paths
+            .iter()
+            .filter_map(|p| self.root.resolve(p).ok())
+            .collect()
     }
 
     fn target_dirs(&self, manifest: &BundleManifest) -> Vec<PathBuf> {

@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// Kubeconfig for the agent itself; in-cluster configuration when absent.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// A host directory bundles may make the agent write below (repeat for each). A bundle
+    /// naming any other directory is refused. The chart sets these from its paths values.
+    #[arg(long = "allowed-dir", default_values_t = crate::bounds::DEFAULT_ALLOWED_DIRS.map(String::from))]
+    pub allowed_dirs: Vec<String>,
     /// Address of /metrics, /healthz and /readyz (ready once the bundle is applied).
     #[arg(long = "metrics-bind-address", default_value = "0.0.0.0:8081")]
     pub metrics_bind_address: std::net::SocketAddr,
@@ -72,6 +76,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Check(#[from] crate::check::CheckError),
+    #[error("invalid --allowed-dir: {0}")]
+    AllowedDir(#[source] crate::bounds::BoundsError),
 }
 
 /// Runs a parsed command line; the report of `check` goes to `out`.
@@ -117,6 +123,8 @@ pub fn check_file(file: &std::path::Path) -> Result<String, CliError> {
 
 /// Runs the agent with logging, admin endpoints and signal handling.
 pub async fn serve(args: RunArgs) -> Result<(), CliError> {
+    let allowed =
+        crate::bounds::AllowedDirs::new(&args.allowed_dirs).map_err(CliError::AllowedDir)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -162,6 +170,7 @@ pub async fn serve(args: RunArgs) -> Result<(), CliError> {
         host_root: args.host_root,
         state_path: args.state_file,
         kubeconfig: args.kubeconfig,
+        allowed,
     };
     Ok(crate::agent::run(settings, metrics, stopped(stop_rx)).await?)
 }

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod bounds;
 pub mod check;
 pub mod cli;
 pub mod fsops;
@@ -16,3 +17,4 @@ pub mod report;
 pub mod rotation;
 pub mod state;
 pub mod token;
+pub mod wake;

@@ -5,16 +5,28 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::wake::Trigger;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabel {
+    /// `disk`, `bundle`, `token` or `resync`.
+    pub trigger: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    /// Passes run, by what woke the agent.
+    pub passes: Family<TriggerLabel, Counter>,
     pub files_written: Counter,
     pub drift_repairs: Counter,
     pub token_rotations: Counter,
@@ -30,6 +42,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("multus_node_agent");
         let m = Metrics {
             registry: Arc::new(Registry::default()),
+            passes: Family::default(),
             files_written: Counter::default(),
             drift_repairs: Counter::default(),
             token_rotations: Counter::default(),
@@ -37,6 +50,17 @@ impl Default for Metrics {
             token_expiry: Gauge::default(),
             applied: Arc::default(),
         };
+        // Every trigger is exported from the start, so a rate is defined before the first pass.
+        for trigger in Trigger::ALL {
+            let _ = m.passes.get_or_create(&TriggerLabel {
+                trigger: trigger.as_str().into(),
+            });
+        }
+        registry.register(
+            "passes",
+            "Passes (plan and apply) run, by what woke the agent",
+            m.passes.clone(),
+        );
         registry.register(
             "files_written",
             "Files written (changed bytes only)",
@@ -70,6 +94,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one pass started by `trigger`.
+    pub fn pass(&self, trigger: Trigger) {
+        self.passes
+            .get_or_create(&TriggerLabel {
+                trigger: trigger.as_str().into(),
+            })
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -9,6 +9,7 @@ use multus_crds::multus_config::ServiceAccountRef;
 pub mod inputs;
 pub mod run;
 pub mod show;
+pub mod uninstall;
 
 /// multus-operator: owns every file Multus CNI needs on a node.
 #[derive(Debug, Parser)]
@@ -32,6 +33,9 @@ pub enum Command {
     /// Print the CustomResourceDefinitions (MultusConfig and an upstream-compatible
     /// NetworkAttachmentDefinition) as YAML.
     Crds,
+    /// Delete every MultusConfig and wait until the node agents have removed their files
+    /// (the chart's pre-delete hook). Exits non-zero, naming what is left, on timeout.
+    Uninstall(uninstall::UninstallArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,6 +119,16 @@ pub enum CliError {
     },
     #[error(transparent)]
     LeaseLost(#[from] crate::lease::LeaseError),
+    #[error("cannot {what}: {source}")]
+    Kube {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "MultusConfigs still present after {seconds}s: {left}; is the operator running? Their nodes may keep their Multus files"
+    )]
+    UninstallTimeout { seconds: u64, left: String },
 }
 
 /// Runs a parsed command line, writing results to `out` and diagnostics to `err`.
@@ -122,6 +136,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Render(args) => show::render(&args, out, err),
+        Command::Uninstall(args) => uninstall::uninstall(args, out),
         Command::Crds => {
             let manifests = multus_crds::crdgen::manifests()?;
             for (_, yaml) in manifests {

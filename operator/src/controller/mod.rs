@@ -4,6 +4,7 @@
 
 mod apply;
 mod reconcile;
+pub mod triggers;
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
@@ -119,12 +120,13 @@ pub async fn run(
     let (nads, nads_w) = reflector::store();
     let (namespaces, namespaces_w) = reflector::store();
     let (configmaps, configmaps_w) = reflector::store();
-    let node_events = reflector::reflector(
-        nodes_w,
-        watcher(Api::<Node>::all(client.clone()), wc.clone()),
+    let node_events = triggers::node_changes(
+        reflector::reflector(
+            nodes_w,
+            watcher(Api::<Node>::all(client.clone()), wc.clone()).modify(triggers::slim_node),
+        )
+        .default_backoff(),
     )
-    .default_backoff()
-    .touched_objects()
     .map(log_watch_error)
     .boxed();
     let nad_events = reflector::reflector(
