@@ -38,11 +38,9 @@ async fn main() {
         .await
         .unwrap()
         .expect("control plane");
-    let scenario = OneNode::start(cp.client().await.unwrap(), "reaction", json!({}))
-        .await
-        .unwrap();
+    let scenario = OneNode::start(&cp, "reaction", json!({})).await.unwrap();
     let agent = RunningAgent::start_release_as(
-        &cp.kubeconfig,
+        &scenario.agent_kubeconfig,
         &scenario.ns,
         &scenario.node,
         scenario.root.path(),

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use multus_e2e::agent::{RunningAgent, snapshot};
 use multus_e2e::binaries_local::workspace_bin;
+use multus_e2e::chart::Identities;
 use multus_e2e::scenario::CALICO;
 use multus_e2e::{ControlPlane, E2eError, fixtures};
 
@@ -63,6 +64,7 @@ fn fail(message: &str) -> ! {
 struct Running {
     _operator: tokio::process::Child,
     _agent: RunningAgent,
+    _identities: Identities,
 }
 
 async fn demo(cp: &ControlPlane, work: &Path) -> Result<Running, String> {
@@ -71,12 +73,18 @@ async fn demo(cp: &ControlPlane, work: &Path) -> Result<Running, String> {
     fixtures::namespace(&client, NAMESPACE)
         .await
         .map_err(text)?;
-    fixtures::service_account(&client, NAMESPACE, "multus")
-        .await
-        .map_err(text)?;
     fixtures::node(&client, NODE, &[("net.example.com/uplink", "eth1")], &[])
         .await
         .map_err(text)?;
+    // The chart's ServiceAccounts, RBAC and admission policies: the operator and the agent
+    // run with the identities a Helm install gives them, never as admin.
+    let identities = Identities::apply(cp, NAMESPACE, "thin")
+        .await
+        .map_err(text)?;
+    println!(
+        "the chart's identities and admission policies applied (release {})",
+        identities.release
+    );
     println!(
         "node {NODE}: a Node object plus a host root at {}/host",
         work.display()
@@ -87,8 +95,10 @@ async fn demo(cp: &ControlPlane, work: &Path) -> Result<Running, String> {
     // The primary CNI (Calico here) installed its config before us, as on a real node.
     std::fs::write(net_d.join("10-calico.conflist"), CALICO).map_err(|e| e.to_string())?;
 
-    let operator = start_operator(cp, work).await?;
-    let agent = RunningAgent::start(cp, NAMESPACE, NODE, &host)
+    let operator_kubeconfig = identities.operator_kubeconfig(cp).await.map_err(text)?;
+    let operator = start_operator(&operator_kubeconfig, work).await?;
+    let agent_kubeconfig = identities.agent_kubeconfig(cp, NODE).await.map_err(text)?;
+    let agent = RunningAgent::start_as(&agent_kubeconfig, NAMESPACE, NODE, &host)
         .await
         .map_err(text)?;
     println!(
@@ -141,10 +151,12 @@ async fn demo(cp: &ControlPlane, work: &Path) -> Result<Running, String> {
     Ok(Running {
         _operator: operator,
         _agent: agent,
+        _identities: identities,
     })
 }
 
-async fn start_operator(cp: &ControlPlane, work: &Path) -> Result<tokio::process::Child, String> {
+/// Starts the operator process authenticating with `kubeconfig`.
+async fn start_operator(kubeconfig: &Path, work: &Path) -> Result<tokio::process::Child, String> {
     let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
         .await
         .map_err(|e| e.to_string())?
@@ -158,7 +170,7 @@ async fn start_operator(cp: &ControlPlane, work: &Path) -> Result<tokio::process
         .args(["run", "--namespace", NAMESPACE])
         .args(["--multus-service-account", "multus-system/multus"])
         .args(["--metrics-bind-address", &format!("127.0.0.1:{port}")])
-        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)

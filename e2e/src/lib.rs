@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod binaries;
 pub mod binaries_local;
+pub mod chart;
 pub mod control_plane;
 pub mod fixtures;
 pub mod http;

@@ -1,6 +1,8 @@
-//! A common test setup: one namespace with the `multus` ServiceAccount, one simulated node,
-//! the operator running for this scenario only, one MultusConfig selecting the node, and a
-//! host root holding Calico's config as the primary network.
+//! A common test setup: one namespace with the chart's identities (its ServiceAccounts,
+//! including `multus`, RBAC and admission policies), one simulated node, the operator
+//! running for this scenario only with the chart's operator identity, one MultusConfig
+//! selecting the node, a kubeconfig for the node's agent as its DaemonSet pod would hold it,
+//! and a host root holding Calico's config as the primary network.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
@@ -11,8 +13,9 @@ use std::time::Duration;
 use multus_crds::MultusConfig;
 use multus_crds::bundle::node_configmap_name;
 
+use crate::chart::Identities;
 use crate::operator::{RunningOperator, TEST_LABEL};
-use crate::{E2eError, fixtures, unique_name};
+use crate::{ControlPlane, E2eError, fixtures, unique_name};
 
 /// Calico's config, the primary network in the tests.
 pub const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
@@ -29,7 +32,12 @@ pub fn host_root(primary: bool) -> std::io::Result<tempfile::TempDir> {
 
 /// The scenario's objects and the operator serving them.
 pub struct OneNode {
+    /// An admin client, for setting scenarios up and checking results.
     pub client: Client,
+    /// The chart's identities in `ns`.
+    pub identities: Identities,
+    /// What the node's agent authenticates with: its DaemonSet pod's token.
+    pub agent_kubeconfig: std::path::PathBuf,
     /// Namespace of bundles and NADs; also the MultusConfig's and the test label's name.
     pub ns: String,
     pub node: String,
@@ -39,24 +47,32 @@ pub struct OneNode {
 
 impl OneNode {
     /// Sets the scenario up; `spec` is merged over `nodeSelector` and `primary: auto`.
-    pub async fn start(client: Client, prefix: &str, spec: Value) -> Result<OneNode, E2eError> {
-        Self::start_with(client, prefix, |_| spec).await
+    pub async fn start(cp: &ControlPlane, prefix: &str, spec: Value) -> Result<OneNode, E2eError> {
+        Self::start_with(cp, prefix, |_| spec).await
     }
 
     /// Like [`Self::start`], with a spec that may depend on the host root's path.
     pub async fn start_with(
-        client: Client,
+        cp: &ControlPlane,
         prefix: &str,
         spec: impl FnOnce(&std::path::Path) -> Value,
     ) -> Result<OneNode, E2eError> {
+        let client = cp.client().await?;
         let root = host_root(true).map_err(|e| E2eError::Io(e.to_string()))?;
         let spec = spec(root.path());
         let ns = unique_name(prefix);
         fixtures::namespace(&client, &ns).await?;
-        fixtures::service_account(&client, &ns, "multus").await?;
+        let mode = spec["mode"].as_str().unwrap_or("thin");
+        let identities = Identities::apply(cp, &ns, mode).await?;
         let node = format!("{ns}-n1");
         fixtures::node(&client, &node, &[("pool", &ns)], &[]).await?;
-        let operator = RunningOperator::start(client.clone(), &ns, &ns, Duration::from_secs(60));
+        let agent_kubeconfig = identities.agent_kubeconfig(cp, &node).await?;
+        let operator = RunningOperator::start(
+            identities.operator_client(cp).await?,
+            &ns,
+            &ns,
+            Duration::from_secs(60),
+        );
         let mut full = json!({
             "nodeSelector": { "matchLabels": { "pool": ns } },
             "primary": { "auto": {} },
@@ -79,6 +95,8 @@ impl OneNode {
             .map_err(|e| E2eError::Kube(format!("create MultusConfig: {e}")))?;
         Ok(OneNode {
             client,
+            identities,
+            agent_kubeconfig,
             ns,
             node,
             root,

@@ -8,13 +8,14 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use multus_crds::MultusConfig;
 use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule, feedback, node_configmap_name};
 use multus_crds::completion::{Primary, complete_multus_config};
-use multus_e2e::agent::{RunningAgent, snapshot};
+use multus_e2e::agent::{Launch, RunningAgent, snapshot};
+use multus_e2e::chart::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
 use multus_e2e::scenario::{CALICO, host_root};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
@@ -24,9 +25,14 @@ const POOL: &str = "e2e.multus.dev/pool";
 
 struct Env {
     cp: &'static ControlPlane,
+    /// Admin, for setting scenarios up and checking results.
     client: Client,
     ns: String,
     test: String,
+    /// The chart's identities: the operator and every agent run with them.
+    identities: Identities,
+    /// Each node's agent kubeconfig (its DaemonSet pod's token), minted once.
+    agent_kubeconfigs: std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>>,
     operator: Option<RunningOperator>,
 }
 
@@ -36,18 +42,73 @@ impl Env {
         let client = cp.client().await.unwrap();
         let test = unique_name(prefix);
         fixtures::namespace(&client, &test).await.unwrap();
-        fixtures::service_account(&client, &test, "multus")
-            .await
-            .unwrap();
-        let operator =
-            RunningOperator::start(client.clone(), &test, &test, Duration::from_secs(60));
+        let identities = Identities::apply(cp, &test, "thin").await.unwrap();
+        let operator = RunningOperator::start(
+            identities.operator_client(cp).await.unwrap(),
+            &test,
+            &test,
+            Duration::from_secs(60),
+        );
         Env {
             cp,
             client,
             ns: test.clone(),
             test,
+            identities,
+            agent_kubeconfigs: Default::default(),
             operator: Some(operator),
         }
+    }
+
+    /// The kubeconfig of `node`'s agent: its DaemonSet pod's token.
+    async fn agent_kubeconfig(&self, node: &str) -> PathBuf {
+        let known = self.agent_kubeconfigs.lock().unwrap().get(node).cloned();
+        match known {
+            Some(path) => path,
+            None => {
+                let path = self
+                    .identities
+                    .agent_kubeconfig(self.cp, node)
+                    .await
+                    .unwrap();
+                self.agent_kubeconfigs
+                    .lock()
+                    .unwrap()
+                    .insert(node.to_string(), path.clone());
+                path
+            }
+        }
+    }
+
+    /// Starts `node`'s agent with its own identity.
+    async fn agent(&self, node: &str, root: &Path) -> RunningAgent {
+        RunningAgent::start_as(&self.agent_kubeconfig(node).await, &self.ns, node, root)
+            .await
+            .unwrap()
+    }
+
+    /// Starts `node`'s agent with a state file and its log elsewhere.
+    async fn agent_with_state(
+        &self,
+        node: &str,
+        root: &Path,
+        state_file: &str,
+        log_dir: &Path,
+    ) -> RunningAgent {
+        let options = Launch {
+            state_file: Some(state_file.to_string()),
+            log_dir: Some(log_dir.to_path_buf()),
+            ..Launch::default()
+        };
+        RunningAgent::launch(
+            &self.agent_kubeconfig(node).await,
+            &self.ns,
+            node,
+            root,
+            &options,
+        )
+        .await
+        .unwrap()
     }
 
     async fn node(&self, suffix: &str) -> String {
@@ -184,9 +245,7 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
     let node = env.node("n1").await;
     env.nad("backplane", BRIDGE).await;
     let root = host_root(true).unwrap();
-    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let agent = env.agent(&node, root.path()).await;
     env.config("exact", &node, json!({ "primary": { "auto": {} } }))
         .await;
 
@@ -253,9 +312,7 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
     let root = host_root(true).unwrap();
     env.config("restarts", &node, json!({ "primary": { "auto": {} } }))
         .await;
-    let first = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let first = env.agent(&node, root.path()).await;
     env.wait_state(&node, "Applied").await;
     first.wait_ready("agent ready", WAIT).await;
     assert!(first.terminate().await.is_some_and(|s| s.success()));
@@ -278,9 +335,7 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
     );
 
     for round in 0..50 {
-        let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-            .await
-            .unwrap();
+        let agent = env.agent(&node, root.path()).await;
         agent
             .wait_ready(&format!("agent ready after restart {round}"), WAIT)
             .await;
@@ -340,9 +395,7 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
     .unwrap();
     env.config("waiting", &node, json!({ "primary": { "auto": {} } }))
         .await;
-    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let agent = env.agent(&node, root.path()).await;
     let cm = env.wait_state(&node, "WaitingForPrimary").await;
     let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
     assert!(
@@ -455,9 +508,7 @@ async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() 
                 json!({ "mode": mode, "primary": primary }),
             )
             .await;
-            let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-                .await
-                .unwrap();
+            let agent = env.agent(&node, root.path()).await;
             running.push((mode, *source, node, root, agent));
         }
     }
@@ -511,9 +562,7 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
     env.config("unselect", &node, json!({ "primary": { "auto": {} } }))
         .await;
 
-    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let agent = env.agent(&node, root.path()).await;
     env.wait_state(&node, "Applied").await;
     let applied = snapshot(root.path());
     assert!(agent.terminate().await.is_some_and(|s| s.success()));
@@ -523,9 +572,7 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
         "SIGTERM removed or changed files"
     );
 
-    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let agent = env.agent(&node, root.path()).await;
     // Record removals as the kernel reports them, across the three directories.
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -613,16 +660,14 @@ async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written()
         .await;
     let logs = tempfile::tempdir().unwrap();
     // libcni would load this *.json as a network config.
-    let agent = RunningAgent::start_with_state(
-        env.cp,
-        &env.ns,
-        &node,
-        root.path(),
-        "/etc/cni/net.d/owned-files.json",
-        logs.path(),
-    )
-    .await
-    .unwrap();
+    let agent = env
+        .agent_with_state(
+            &node,
+            root.path(),
+            "/etc/cni/net.d/owned-files.json",
+            logs.path(),
+        )
+        .await;
     let cm = env.wait_state(&node, "Failed").await;
     let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
     assert!(
@@ -648,9 +693,7 @@ async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
     let root = host_root(true).unwrap();
     env.config("account", &node, json!({ "primary": { "auto": {} } }))
         .await;
-    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let agent = env.agent(&node, root.path()).await;
     let kubeconfig = "/etc/cni/net.d/multus.d/multus.kubeconfig";
     let user_of_file = || async {
         match read(root.path(), kubeconfig) {
@@ -661,14 +704,24 @@ async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
     let first = eventually("a kubeconfig", WAIT, user_of_file).await;
     assert_eq!(first, format!("system:serviceaccount:{}:multus", env.ns));
 
-    // The token lives an hour; the new account must not wait for its refresh point.
-    fixtures::service_account(&env.client, &env.ns, "multus-v2")
-        .await
-        .unwrap();
+    // The token lives an hour; the new account must not wait for its refresh point. The
+    // chart lets agents mint tokens for its own Multus account only, so the request is
+    // denied at first: the agent says so and keeps the valid token in place.
     let patch = json!({ "spec": { "kubeconfig": {
         "serviceAccount": { "namespace": env.ns, "name": "multus-v2" } } } });
     Api::<MultusConfig>::all(env.client.clone())
         .patch("account", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let cm = env.wait_state(&node, "Failed").await;
+    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
+    assert!(message.contains("token"), "{message}");
+    assert_eq!(user_of_file().await, Ok(first.clone()));
+
+    // The cluster operator points the chart at the new account (what `helm upgrade --set
+    // multus.serviceAccount.name=multus-v2` applies): the agent takes the new token.
+    env.identities
+        .upgrade(env.cp, &["--set", "multus.serviceAccount.name=multus-v2"])
         .await
         .unwrap();
     let wanted = format!("system:serviceaccount:{}:multus-v2", env.ns);
@@ -692,9 +745,7 @@ async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() 
     env.nad("net", BRIDGE).await;
     env.config("format", &node, json!({ "primary": { "auto": {} } }))
         .await;
-    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let agent = env.agent(&node, root.path()).await;
     env.wait_state(&node, "Applied").await;
     // Stand-in for a newer operator: nothing else writes the ConfigMap meanwhile.
     if let Some(op) = env.operator.take() {
@@ -785,9 +836,7 @@ async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two
     let root = host_root(false).unwrap();
     env.config("idle", &node, json!({ "primary": { "auto": {} } }))
         .await;
-    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let agent = env.agent(&node, root.path()).await;
 
     // Resting state 1: waiting for the primary. Reading its directories must not wake it.
     env.wait_state(&node, "WaitingForPrimary").await;
@@ -822,16 +871,14 @@ async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two
 
     // Resting state 3: a refused bundle (the state file inside a CNI directory).
     let logs = tempfile::tempdir().unwrap();
-    let refused = RunningAgent::start_with_state(
-        env.cp,
-        &env.ns,
-        &node,
-        root.path(),
-        "/etc/cni/net.d/owned-files.json",
-        logs.path(),
-    )
-    .await
-    .unwrap();
+    let refused = env
+        .agent_with_state(
+            &node,
+            root.path(),
+            "/etc/cni/net.d/owned-files.json",
+            logs.path(),
+        )
+        .await;
     env.wait_state(&node, "Failed").await;
     assert_idle(&refused, "refusing its bundle").await;
     assert!(refused.terminate().await.is_some_and(|s| s.success()));
@@ -858,9 +905,7 @@ async fn a_bundle_naming_a_directory_outside_the_allowed_ones_is_refused_and_not
         }),
     )
     .await;
-    let agent = RunningAgent::start(env.cp, &env.ns, &node, root.path())
-        .await
-        .unwrap();
+    let agent = env.agent(&node, root.path()).await;
     let cm = env.wait_state(&node, "Failed").await;
     let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
     assert!(

@@ -17,9 +17,7 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
     let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let spec = json!({ "attachments": {}, "rollout": { "maxUnavailable": "100%" } });
-    let scenario = OneNode::start(cp.client().await.unwrap(), "crash", spec)
-        .await
-        .unwrap();
+    let scenario = OneNode::start(cp, "crash", spec).await.unwrap();
     let (client, ns, node, root) = (
         &scenario.client,
         &scenario.ns,
@@ -53,7 +51,7 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
     let (mut kills_with_temp, mut kills_after_a_write, mut kills_before_any_write) = (0, 0, 0);
     let mut last_seen = bridge_on_disk(&snapshot(root.path()));
     for i in 1..=100 {
-        let agent = RunningAgent::start(cp, ns, node, root.path())
+        let agent = RunningAgent::start_as(&scenario.agent_kubeconfig, ns, node, root.path())
             .await
             .unwrap();
         nads.patch(
@@ -156,7 +154,7 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
     )
     .unwrap();
     // The next start cleans up and converges on the last bundle.
-    let agent = RunningAgent::start(cp, ns, node, root.path())
+    let agent = RunningAgent::start_as(&scenario.agent_kubeconfig, ns, node, root.path())
         .await
         .unwrap();
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);

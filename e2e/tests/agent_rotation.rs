@@ -44,11 +44,9 @@ async fn tokens_rotate_early_never_expire_in_the_file_and_survive_an_api_outage(
     let cp = ControlPlane::shared();
     // The shortest lifetime the API server grants, replaced 5 s after issue.
     let spec = json!({ "kubeconfig": { "expirationSeconds": 600, "refreshBeforeExpiry": "595s" } });
-    let scenario = OneNode::start(cp.client().await.unwrap(), "rotation", spec)
-        .await
-        .unwrap();
+    let scenario = OneNode::start(cp, "rotation", spec).await.unwrap();
     let (ns, root) = (&scenario.ns, &scenario.root);
-    let agent = RunningAgent::start(cp, ns, &scenario.node, root.path())
+    let agent = RunningAgent::start_as(&scenario.agent_kubeconfig, ns, &scenario.node, root.path())
         .await
         .unwrap();
 

@@ -6,25 +6,22 @@
 //! rewritten with `UPDATE_EXPECTED=1 cargo test -p multus-e2e --test chart`.
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use multus_crds::bundle::{CONFIGMAP_PREFIX, NODE_ANNOTATION, feedback};
 use serde_json::json;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use multus_e2e::binaries::bin;
+use multus_e2e::chart::{
+    BOUNDARY_KINDS, CHART, Helm, documents, fullname, kind_of, kubectl_with_input, only_kinds,
+    text, wait_for_rbac,
+};
 use multus_e2e::fixtures::{self, BoundTo};
 use multus_e2e::operator::eventually;
 use multus_e2e::{ControlPlane, unique_name};
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/multus-operator");
 const EXPECTED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/expected");
 /// How long a condition (a policy or an RBAC rule being loaded) may take.
 const WAIT: Duration = Duration::from_secs(60);
@@ -32,17 +29,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const MULTUS_SA: &str = "multus";
 /// The field manager the node agent writes its reports with.
 const AGENT_FIELD_MANAGER: &str = "multus-node-agent";
-
-/// Kinds that make up the chart's identities and trust boundary.
-const BOUNDARY_KINDS: &[&str] = &[
-    "ServiceAccount",
-    "Role",
-    "RoleBinding",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding",
-];
 
 /// The policies' messages (templates/admission-policies.yaml).
 const TOKEN_DENIED: &str = "agents may request Multus tokens bound only to their own Node";
@@ -52,121 +38,17 @@ const DATA_DENIED: &str = "agents may not change a bundle's data, binaryData or 
 // ---------------------------------------------------------------------------------------
 // helm and kubectl
 
-/// helm with its cache, config and data homes in a temporary directory, so that it writes
-/// nothing under $HOME.
-struct Helm {
-    home: tempfile::TempDir,
-}
-
-impl Helm {
-    fn new() -> Helm {
-        Helm {
-            home: tempfile::tempdir().expect("helm home"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let home = self.home.path();
-        Command::new(bin("helm").expect("helm binary"))
-            .args(args)
-            .env("HELM_CACHE_HOME", home.join("cache"))
-            .env("HELM_CONFIG_HOME", home.join("config"))
-            .env("HELM_DATA_HOME", home.join("data"))
-            // Never a cluster: lint and template work offline.
-            .env("KUBECONFIG", home.join("no-kubeconfig"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run helm")
-    }
-
-    /// `helm template <release> <chart> -n <namespace> <extra>`; panics when it fails.
-    fn template(&self, release: &str, namespace: &str, extra: &[&str]) -> String {
-        let mut args = vec!["template", release, CHART, "--namespace", namespace];
-        args.extend_from_slice(extra);
-        let out = self.run(&args);
-        assert!(
-            out.status.success(),
-            "helm {args:?} failed:\n{}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// kubectl with the admin kubeconfig, `input` on its stdin.
-fn kubectl_with_input(cp: &ControlPlane, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(bin("kubectl").expect("kubectl binary"))
-        .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    let mut stdin = child.stdin.take().expect("kubectl stdin");
-    let input = input.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("kubectl output");
-    writer
-        .join()
-        .expect("stdin writer")
-        .expect("write kubectl stdin");
-    out
-}
-
-/// The rendered documents (those with nothing but comments dropped), as JSON values.
-fn documents(rendered: &str) -> Vec<serde_json::Value> {
-    let mut docs = vec![String::new()];
-    for line in rendered.lines() {
-        if line.trim_end() == "---" {
-            docs.push(String::new());
-        } else if let Some(doc) = docs.last_mut() {
-            doc.push_str(line);
-            doc.push('\n');
-        }
-    }
-    docs.iter()
-        .filter(|doc| {
-            doc.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        })
-        .map(|doc| serde_yaml::from_str(doc).expect("helm renders valid YAML documents"))
-        .collect()
-}
-
-fn kind_of(doc: &serde_json::Value) -> &str {
-    doc["kind"].as_str().unwrap_or_default()
-}
-
-/// The documents of the given kinds, as one YAML stream for kubectl.
-fn only_kinds(rendered: &str, kinds: &[&str]) -> (String, Vec<serde_json::Value>) {
-    let docs: Vec<_> = documents(rendered)
-        .into_iter()
-        .filter(|doc| kinds.contains(&kind_of(doc)))
-        .collect();
-    let stream = docs
-        .iter()
-        .map(|doc| serde_yaml::to_string(doc).expect("serialise document"))
-        .collect::<Vec<_>>()
-        .join("---\n");
-    (stream, docs)
-}
-
 // ---------------------------------------------------------------------------------------
 // lint, schema, server-side validation
 
 #[test]
 fn helm_lint_strict_passes_for_thin_thick_and_two_replicas() {
     let _slot = multus_e2e::test_slot!();
-    let helm = Helm::new();
+    let helm = Helm::new().expect("helm");
     for values in [&[][..], &["--set", "mode=thick"], &["--set", "replicas=2"]] {
         let mut args = vec!["lint", "--strict", CHART];
         args.extend_from_slice(values);
-        let out = helm.run(&args);
+        let out = helm.run(&args).expect("run helm");
         let stdout = text(&out.stdout);
         assert!(
             out.status.success(),
@@ -183,13 +65,15 @@ fn helm_lint_strict_passes_for_thin_thick_and_two_replicas() {
 #[test]
 fn bad_values_are_refused_by_the_schema_with_readable_messages() {
     let _slot = multus_e2e::test_slot!();
-    let helm = Helm::new();
+    let helm = Helm::new().expect("helm");
     for (value, field) in [
         ("replicas=-1", "/replicas"),
         ("mode=bogus", "/mode"),
         ("paths.cniConfDir=relative/path", "/paths/cniConfDir"),
     ] {
-        let out = helm.run(&["template", "schema", CHART, "--set", value]);
+        let out = helm
+            .run(&["template", "schema", CHART, "--set", value])
+            .expect("run helm");
         let stderr = text(&out.stderr);
         assert!(
             !out.status.success(),
@@ -211,7 +95,7 @@ fn bad_values_are_refused_by_the_schema_with_readable_messages() {
 fn the_rendered_chart_is_accepted_by_the_api_server_in_both_modes() {
     let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
-    let helm = Helm::new();
+    let helm = Helm::new().expect("helm");
     for mode in ["thin", "thick"] {
         let ns = unique_name(&format!("chart-dry-{mode}"));
         let release = unique_name("dry");
@@ -220,13 +104,16 @@ fn the_rendered_chart_is_accepted_by_the_api_server_in_both_modes() {
             .expect("run kubectl");
         assert!(created.status.success(), "{}", text(&created.stderr));
         // With the CRDs too: crds/ is only rendered on request.
-        let rendered = helm.template(
-            &release,
-            &ns,
-            &["--include-crds", "--set", &format!("mode={mode}")],
-        );
-        let objects = documents(&rendered).len();
-        let out = kubectl_with_input(cp, &["apply", "--dry-run=server", "-f", "-"], &rendered);
+        let rendered = helm
+            .template(
+                &release,
+                &ns,
+                &["--include-crds", "--set", &format!("mode={mode}")],
+            )
+            .expect("helm template");
+        let objects = documents(&rendered).expect("documents").len();
+        let out = kubectl_with_input(cp, &["apply", "--dry-run=server", "-f", "-"], &rendered)
+            .expect("run kubectl");
         let stdout = text(&out.stdout);
         assert!(
             out.status.success(),
@@ -300,19 +187,17 @@ fn apply_boundary(
         ns: ns.clone(),
         nodes: Vec::new(),
     };
-    let rendered = Helm::new().template(&release, &ns, &["--set", &format!("mode={mode}")]);
-    let (stream, docs) = only_kinds(&rendered, BOUNDARY_KINDS);
-    let applied = kubectl_with_input(cp, &["apply", "-f", "-"], &stream);
+    let rendered = Helm::new()
+        .and_then(|h| h.template(&release, &ns, &["--set", &format!("mode={mode}")]))
+        .expect("helm template");
+    let (stream, docs) = only_kinds(&rendered, BOUNDARY_KINDS).expect("documents");
+    let applied = kubectl_with_input(cp, &["apply", "-f", "-"], &stream).expect("run kubectl");
     assert!(
         applied.status.success(),
         "applying the chart's boundary objects failed:\n{}",
         text(&applied.stderr)
     );
     (cleanup, docs)
-}
-
-fn fullname(release: &str) -> String {
-    format!("{release}-multus-operator")
 }
 
 impl Boundary {
@@ -673,71 +558,6 @@ async fn an_agent_may_not_change_the_data_of_any_configmap_even_its_own() {
 // ---------------------------------------------------------------------------------------
 // Permissions of every chart ServiceAccount
 
-/// Waits until the API server's authorizer has loaded every binding of `docs`: for each
-/// ServiceAccount subject, the first rule of the bound role is allowed.
-async fn wait_for_rbac(admin: &Client, ns: &str, docs: &[serde_json::Value]) {
-    let reviews = Api::<SubjectAccessReview>::all(admin.clone());
-    for binding in docs
-        .iter()
-        .filter(|d| matches!(kind_of(d), "RoleBinding" | "ClusterRoleBinding"))
-    {
-        let binding_ns = binding["metadata"]["namespace"].as_str();
-        let role = docs
-            .iter()
-            .find(|d| {
-                kind_of(d) == binding["roleRef"]["kind"]
-                    && d["metadata"]["name"] == binding["roleRef"]["name"]
-            })
-            .expect("every binding's role is rendered");
-        let rule = &role["rules"][0];
-        let (resource, subresource) = match rule["resources"][0].as_str().unwrap_or_default() {
-            r if r.contains('/') => {
-                let (r, s) = r.split_once('/').unwrap_or((r, ""));
-                (r.to_string(), Some(s.to_string()))
-            }
-            r => (r.to_string(), None),
-        };
-        for subject in binding["subjects"].as_array().into_iter().flatten() {
-            let user = format!(
-                "system:serviceaccount:{}:{}",
-                subject["namespace"].as_str().unwrap_or(ns),
-                subject["name"].as_str().unwrap_or_default()
-            );
-            let review = SubjectAccessReview {
-                spec: SubjectAccessReviewSpec {
-                    user: Some(user.clone()),
-                    resource_attributes: Some(ResourceAttributes {
-                        namespace: binding_ns.map(str::to_string),
-                        verb: rule["verbs"][0].as_str().map(str::to_string),
-                        group: rule["apiGroups"][0].as_str().map(str::to_string),
-                        resource: Some(resource.clone()),
-                        subresource: subresource.clone(),
-                        name: rule["resourceNames"][0].as_str().map(str::to_string),
-                        ..ResourceAttributes::default()
-                    }),
-                    ..SubjectAccessReviewSpec::default()
-                },
-                ..SubjectAccessReview::default()
-            };
-            let what = format!(
-                "{user} to be allowed the first rule of {}",
-                binding["roleRef"]["name"]
-            );
-            eventually(&what, WAIT, || async {
-                let answer = reviews
-                    .create(&PostParams::default(), &review)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match answer.status {
-                    Some(s) if s.allowed => Ok(()),
-                    other => Err(format!("{other:?}")),
-                }
-            })
-            .await;
-        }
-    }
-}
-
 /// `kubectl auth can-i --list` for `user` in `ns`, with the namespace and release replaced by
 /// placeholders, columns separated by one space, header first and the rules sorted.
 fn permissions(cp: &ControlPlane, user: &str, ns: &str, release: &str) -> String {
@@ -814,7 +634,7 @@ async fn each_chart_service_account_has_exactly_the_expected_permissions() {
     for (mode, prefix) in [("thin", "permissions"), ("thick", "permissions-thick")] {
         let (cleanup, docs) = apply_boundary(cp, &format!("chart-rbac-{mode}"), mode);
         let (ns, release) = (cleanup.ns.as_str(), cleanup.release.as_str());
-        wait_for_rbac(&admin, ns, &docs).await;
+        wait_for_rbac(&admin, ns, &docs).await.expect("RBAC loaded");
         // What every ServiceAccount of the namespace may do without the chart (discovery,
         // self reviews, ...): one file, so that each account's file shows only what the chart
         // grants it, and a chart grant to a group shows up here.

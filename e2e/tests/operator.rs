@@ -17,6 +17,7 @@ use multus_crds::bundle::{
 };
 use multus_crds::status::condition;
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
+use multus_e2e::chart::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, agent_reports, eventually};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
 use multus_operator::catalog;
@@ -35,26 +36,36 @@ const UPLINK_LABEL: &str = "e2e.multus.dev/uplink";
 
 /// One test's corner of the cluster.
 struct Env {
+    /// Admin, for setting scenarios up (including simulated agents' reports) and checks.
     client: Client,
     ns: String,
     test: String,
+    /// The chart's identities in `ns`.
+    identities: Identities,
+    /// What the operator runs with: the chart's operator ServiceAccount.
+    operator_client: Client,
 }
 
 impl Env {
     async fn new(prefix: &str) -> Env {
-        let client = ControlPlane::shared().client().await.unwrap();
+        let cp = ControlPlane::shared();
+        let client = cp.client().await.unwrap();
         let test = unique_name(prefix);
         fixtures::namespace(&client, &test).await.unwrap();
+        let identities = Identities::apply(cp, &test, "thin").await.unwrap();
+        let operator_client = identities.operator_client(cp).await.unwrap();
         Env {
             client,
             ns: test.clone(),
             test,
+            identities,
+            operator_client,
         }
     }
 
     fn operator(&self) -> RunningOperator {
         RunningOperator::start(
-            self.client.clone(),
+            self.operator_client.clone(),
             &self.ns,
             &self.test,
             Duration::from_secs(60),
@@ -459,7 +470,7 @@ async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_re
     let node = format!("{}-n1", env.test);
     env.node(&node, "eth1").await;
     let op = RunningOperator::start(
-        env.client.clone(),
+        env.operator_client.clone(),
         &env.ns,
         &env.test,
         Duration::from_secs(3),
@@ -870,70 +881,14 @@ async fn restarting_the_operator_with_nothing_changed_writes_nothing() {
     op.stop().await;
 }
 
-/// Waits until `count` has stood still for a second, and returns it.
-async fn settled(count: impl Fn() -> u64) -> u64 {
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut last = count();
-    let mut since = std::time::Instant::now();
-    while since.elapsed() < Duration::from_secs(1) {
-        assert!(std::time::Instant::now() < deadline, "still moving: {last}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if count() != last {
-            last = count();
-            since = std::time::Instant::now();
-        }
-    }
-    last
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_status_heartbeats_never_wake_the_operator_and_label_changes_do() {
-    let _slot = multus_e2e::test_slot!();
-    let env = Env::new("heartbeat").await;
-    let node = format!("{}-n1", env.test);
-    env.node(&node, "eth1").await;
-    let op = env.operator();
-    env.config("beating", json!({})).await;
-    env.wait_bundles("one bundle", |b| b.len() == 1).await;
-    let before = settled(|| op.metrics.reconciles.get()).await;
-
-    // What a kubelet does every few seconds: rewrite the Node's status.
-    let nodes: Api<Node> = Api::all(env.client.clone());
-    for beat in 0..10 {
-        let status = json!({ "status": { "conditions": [{
-            "type": "Ready", "status": "True", "reason": "KubeletReady",
-            "message": format!("heartbeat {beat}"),
-            "lastHeartbeatTime": format!("2026-01-01T00:00:{beat:02}Z"),
-            "lastTransitionTime": "2026-01-01T00:00:00Z",
-        }] } });
-        nodes
-            .patch_status(&node, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .unwrap();
-        // Beats further apart than the operator's debounce, so each would count.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(
-        settled(|| op.metrics.reconciles.get()).await,
-        before,
-        "a status heartbeat woke the operator"
-    );
-
-    // A label is an input of node selection: it wakes the operator.
-    env.label_node(&node, "e2e.multus.dev/rack", Some("r1"))
-        .await;
-    eventually("a reconcile after the label change", WAIT, || async {
-        match op.metrics.reconciles.get() {
-            n if n > before => Ok(()),
-            n => Err(n.to_string()),
-        }
-    })
-    .await;
-    op.stop().await;
-}
-
-/// Runs `multus-operator uninstall` (admin credentials) for this test's MultusConfigs.
+/// Runs `multus-operator uninstall` for this test's MultusConfigs with the chart's
+/// uninstall hook identity.
 async fn uninstall(env: &Env, timeout: &str) -> tokio::process::Child {
+    let kubeconfig = env
+        .identities
+        .uninstall_kubeconfig(ControlPlane::shared())
+        .await
+        .unwrap();
     let binary = tokio::task::spawn_blocking(|| {
         multus_e2e::binaries_local::workspace_bin("multus-operator")
     })
@@ -946,7 +901,7 @@ async fn uninstall(env: &Env, timeout: &str) -> tokio::process::Child {
             "--multusconfig-selector",
             &format!("{TEST_LABEL}={}", env.test),
         ])
-        .env("KUBECONFIG", &ControlPlane::shared().kubeconfig)
+        .env("KUBECONFIG", &kubeconfig)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

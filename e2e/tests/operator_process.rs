@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use multus_e2e::binaries_local::workspace_bin;
+use multus_e2e::chart::Identities;
 use multus_e2e::operator::{TEST_LABEL, eventually};
 use multus_e2e::{ControlPlane, fixtures, http, unique_name};
 use multus_operator::lease::LeaseLock;
@@ -31,7 +32,8 @@ struct Replica {
 }
 
 impl Replica {
-    async fn start(cp: &ControlPlane, ns: &str, identity: &str) -> Replica {
+    /// Starts a replica authenticating with `kubeconfig` (the chart's operator account).
+    async fn start(kubeconfig: &std::path::Path, ns: &str, identity: &str) -> Replica {
         let addr = format!("127.0.0.1:{}", free_port());
         let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
             .await
@@ -55,7 +57,7 @@ impl Replica {
                 "--log-format",
                 "json",
             ])
-            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::from(logs.reopen().unwrap()))
             .kill_on_drop(true)
@@ -92,7 +94,9 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
     let client = cp.client().await.unwrap();
     let ns = unique_name("process");
     fixtures::namespace(&client, &ns).await.unwrap();
-    let a = Replica::start(cp, &ns, "replica-a").await;
+    let identities = Identities::apply(cp, &ns, "thin").await.unwrap();
+    let kubeconfig = identities.operator_kubeconfig(cp).await.unwrap();
+    let a = Replica::start(&kubeconfig, &ns, "replica-a").await;
     let mut child = a.child;
     let (addr, logs) = (a.addr, a.logs);
     // Ready as the leader with synced caches.
@@ -120,7 +124,7 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
 
     // A second replica waits as a healthy standby: ready, so that a rolling update of a
     // two-replica Deployment can proceed, but not leading.
-    let b = Replica::start(cp, &ns, "replica-b").await;
+    let b = Replica::start(&kubeconfig, &ns, "replica-b").await;
     b.wait_readyz("standby").await;
     assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-a"));
 
@@ -161,9 +165,12 @@ async fn a_standby_replica_takes_the_lease_only_after_the_leader_stops_renewing(
     let client = cp.client().await.unwrap();
     let ns = unique_name("lease");
     fixtures::namespace(&client, &ns).await.unwrap();
+    // The Lease as the chart's operator account may hold it.
+    let identities = Identities::apply(cp, &ns, "thin").await.unwrap();
+    let operator = identities.operator_client(cp).await.unwrap();
     let duration = Duration::from_secs(3);
-    let a = LeaseLock::new(client.clone(), &ns, "leader", "a", duration);
-    let b = LeaseLock::new(client.clone(), &ns, "leader", "b", duration);
+    let a = LeaseLock::new(operator.clone(), &ns, "leader", "a", duration);
+    let b = LeaseLock::new(operator, &ns, "leader", "b", duration);
     a.acquire().await;
     let holding = tokio::spawn(async move { a.hold().await });
 

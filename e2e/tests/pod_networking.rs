@@ -5,7 +5,6 @@
 //! delegate looked up in the wrong directory gives "No networks found").
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::path::Path;
@@ -15,6 +14,7 @@ use std::time::Duration;
 use multus_crds::MultusConfig;
 use multus_e2e::agent::{Launch, RunningAgent};
 use multus_e2e::binaries::{bin, bin_dir};
+use multus_e2e::chart::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
 
@@ -73,37 +73,14 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
     let client = cp.client().await.unwrap();
     let ns = unique_name("podnet");
     fixtures::namespace(&client, &ns).await.unwrap();
-    fixtures::service_account(&client, &ns, "multus")
-        .await
-        .unwrap();
     let node = format!("{ns}-n1");
     fixtures::node(&client, &node, &[("pool", &ns)], &[])
         .await
         .unwrap();
-
-    // What the chart grants Multus: read pods and NADs, write pod status.
-    let rules = json!([
-        { "apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"] },
-        { "apiGroups": [""], "resources": ["pods/status"], "verbs": ["get", "update", "patch"] },
-        { "apiGroups": ["k8s.cni.cncf.io"], "resources": ["*"], "verbs": ["get", "list", "watch"] },
-        { "apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"] },
-    ]);
-    let role: ClusterRole =
-        serde_json::from_value(json!({ "metadata": { "name": ns }, "rules": rules })).unwrap();
-    Api::<ClusterRole>::all(client.clone())
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": ns },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ns },
-        "subjects": [{ "kind": "ServiceAccount", "name": "multus", "namespace": ns }],
-    }))
-    .unwrap();
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
+    // The chart's identities: Multus runs with the token the agent minted for the chart's
+    // `multus` account, so the pod's ADD below proves the chart grants Multus enough.
+    let identities = Identities::apply(cp, &ns, "thin").await.unwrap();
+    let agent_kubeconfig = identities.agent_kubeconfig(cp, &node).await.unwrap();
 
     // Real host paths in a temp dir (Multus runs on this host and reads them as written).
     let host = tempfile::tempdir().unwrap();
@@ -150,7 +127,12 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
         .await
         .unwrap();
 
-    let operator = RunningOperator::start(client.clone(), &ns, &ns, Duration::from_secs(60));
+    let operator = RunningOperator::start(
+        identities.operator_client(cp).await.unwrap(),
+        &ns,
+        &ns,
+        Duration::from_secs(60),
+    );
     let config: MultusConfig = serde_json::from_value(json!({
         "apiVersion": "operator.multus.dev/v1alpha1",
         "kind": "MultusConfig",
@@ -182,7 +164,7 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
         allowed_dirs: vec![format!("{h}/net.d"), format!("{h}/multus")],
         ..Launch::default()
     };
-    let agent = RunningAgent::launch(&cp.kubeconfig, &ns, &node, Path::new("/"), &options)
+    let agent = RunningAgent::launch(&agent_kubeconfig, &ns, &node, Path::new("/"), &options)
         .await
         .unwrap();
     agent

@@ -45,16 +45,21 @@ async fn run_daemon(config: &std::path::Path) -> String {
 async fn the_real_daemon_copies_beside_our_config_and_the_naive_setting_would_empty_it() {
     let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
-    let scenario = OneNode::start_with(cp.client().await.unwrap(), "thick", |root| {
+    let scenario = OneNode::start_with(cp, "thick", |root| {
         // The daemon sees the host under the test's host root.
         json!({ "mode": "thick", "thick": { "daemonPathPrefix": root.display().to_string() } })
     })
     .await
     .unwrap();
     let root = scenario.root.path();
-    let agent = RunningAgent::start(cp, &scenario.ns, &scenario.node, root)
-        .await
-        .unwrap();
+    let agent = RunningAgent::start_as(
+        &scenario.agent_kubeconfig,
+        &scenario.ns,
+        &scenario.node,
+        root,
+    )
+    .await
+    .unwrap();
     agent
         .wait_ready("agent applied the thick bundle", Duration::from_secs(60))
         .await;
@@ -95,9 +100,14 @@ async fn the_real_daemon_copies_beside_our_config_and_the_naive_setting_would_em
     );
 
     // The agent puts it back.
-    let agent = RunningAgent::start(cp, &scenario.ns, &scenario.node, root)
-        .await
-        .unwrap();
+    let agent = RunningAgent::start_as(
+        &scenario.agent_kubeconfig,
+        &scenario.ns,
+        &scenario.node,
+        root,
+    )
+    .await
+    .unwrap();
     eventually(
         "agent restored the emptied config",
         Duration::from_secs(60),
