@@ -674,3 +674,160 @@ async fn each_chart_service_account_has_exactly_the_expected_permissions() {
         mismatches.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// helm install, upgrade and uninstall against the real API server
+
+/// `kubectl get <what> -o jsonpath=<path>` as admin; None when it fails (not found).
+fn kubectl_get(cp: &ControlPlane, ns: &str, what: &str, path: &str) -> Option<String> {
+    let out = cp
+        .kubectl(&["get", what, "-n", ns, "-o", &format!("jsonpath={path}")])
+        .expect("run kubectl");
+    out.status.success().then(|| text(&out.stdout))
+}
+
+#[test]
+fn helm_installs_upgrades_and_uninstalls_the_release_against_the_api_server() {
+    let _slot = multus_e2e::test_slot!();
+    let cp = ControlPlane::shared();
+    let helm = Helm::new().expect("helm");
+    let ns = unique_name("chart-life");
+    let release = unique_name("life");
+    let deployment = format!("deployment/{}-operator", fullname(&release));
+    let pdb = format!("poddisruptionbudget/{}-operator", fullname(&release));
+    let helm_ok = |args: &[&str]| {
+        let out = helm.run_with(args, Some(&cp.kubeconfig)).expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm {args:?} failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    // The shared control plane already has both CRDs (the harness installs them), as a
+    // cluster with Multus does: the NAD CRD stays out of the release. No kubelet runs the
+    // pods and no Job controller runs hooks here, so the uninstall hook is switched off;
+    // with it off, uninstalling keeps the node files, and the chart renders no Job at all.
+    let common = [
+        "--namespace",
+        ns.as_str(),
+        "--create-namespace",
+        "--set",
+        "networkAttachmentDefinitionCrd.install=false",
+        "--set",
+        "uninstall.removeNodeFiles=false",
+    ];
+    let mut install = vec!["install", release.as_str(), CHART];
+    install.extend_from_slice(&common);
+    let notes = helm_ok(&install);
+    assert!(notes.contains("STATUS: deployed"), "{notes}");
+    assert!(notes.contains("leaves every file on the nodes"), "{notes}");
+    assert_eq!(
+        kubectl_get(cp, &ns, &deployment, "{.spec.replicas}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(kubectl_get(cp, &ns, &pdb, "{.metadata.name}"), None);
+    let jobs = kubectl_get(cp, &ns, "jobs", "{.items[*].metadata.name}");
+    assert_eq!(jobs.as_deref(), Some(""), "no uninstall Job: {jobs:?}");
+
+    // Upgrade with a changed value: two replicas elect a leader and get a disruption budget.
+    let mut upgrade = vec!["upgrade", release.as_str(), CHART];
+    upgrade.extend_from_slice(&common);
+    upgrade.extend_from_slice(&["--set", "replicas=2"]);
+    helm_ok(&upgrade);
+    assert_eq!(
+        kubectl_get(cp, &ns, &deployment, "{.spec.replicas}").as_deref(),
+        Some("2")
+    );
+    let args = kubectl_get(
+        cp,
+        &ns,
+        &deployment,
+        "{.spec.template.spec.containers[0].args}",
+    )
+    .unwrap_or_default();
+    assert!(args.contains("--leader-elect"), "{args}");
+    assert!(kubectl_get(cp, &ns, &pdb, "{.metadata.name}").is_some());
+
+    helm_ok(&[
+        "uninstall",
+        release.as_str(),
+        "--namespace",
+        ns.as_str(),
+        "--wait",
+    ]);
+    assert_eq!(kubectl_get(cp, &ns, &deployment, "{.metadata.name}"), None);
+    let daemonsets = kubectl_get(cp, &ns, "daemonsets", "{.items[*].metadata.name}");
+    assert_eq!(daemonsets.as_deref(), Some(""));
+    // The CRD stays: deleting it would delete every MultusConfig with it.
+    let crd = cp
+        .kubectl(&["get", "crd", "multusconfigs.operator.multus.dev"])
+        .expect("run kubectl");
+    assert!(crd.status.success());
+    let _ = cp.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// README's values table
+
+/// Dotted paths of the schema's leaves (properties without properties of their own).
+fn schema_leaves(node: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match node["properties"].as_object() {
+        Some(properties) => {
+            for (key, child) in properties {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                schema_leaves(child, &path, out);
+            }
+        }
+        None => out.push(prefix.to_string()),
+    }
+}
+
+#[test]
+fn the_readme_values_table_has_every_schema_value_with_its_default() {
+    let _slot = multus_e2e::test_slot!();
+    let read = |path: &str| std::fs::read_to_string(path).expect("read file");
+    let schema: serde_json::Value =
+        serde_json::from_str(&read(&format!("{CHART}/values.schema.json"))).expect("schema");
+    let values: serde_json::Value =
+        serde_yaml::from_str(&read(&format!("{CHART}/values.yaml"))).expect("values");
+    let readme = read(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+    let section = readme
+        .split("### Chart values")
+        .nth(1)
+        .expect("README has a Chart values section");
+    let rows: Vec<(String, String)> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('`').collect();
+            (cells[1].to_string(), cells[3].to_string())
+        })
+        .collect();
+    let mut leaves = Vec::new();
+    schema_leaves(&schema, "", &mut leaves);
+    leaves.retain(|l| l != "global");
+    let listed: Vec<&String> = rows.iter().map(|(k, _)| k).collect();
+    let missing: Vec<&String> = leaves.iter().filter(|l| !listed.contains(l)).collect();
+    let unknown: Vec<&&String> = listed.iter().filter(|k| !leaves.contains(k)).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "README's values table and values.schema.json differ: missing {missing:?}, not in the schema {unknown:?}"
+    );
+    for (key, default) in &rows {
+        let actual = key.split('.').fold(&values, |node, part| &node[part]);
+        let shown: serde_json::Value = serde_json::from_str(default)
+            .unwrap_or_else(|e| panic!("default of {key} is not JSON ({default}): {e}"));
+        assert_eq!(
+            &shown, actual,
+            "README's default of {key} differs from values.yaml"
+        );
+    }
+}
