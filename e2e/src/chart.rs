@@ -310,11 +310,12 @@ impl Identities {
         format!("{}-{role}", fullname(&self.release))
     }
 
-    /// A token of one of the chart's ServiceAccounts (`operator`, `uninstall`), as the
-    /// projected token of its Deployment's or Job's pod would be.
-    async fn account_token(&self, role: &str) -> Result<String, E2eError> {
+    /// A token of the chart's `role` account (`operator`, `uninstall`, `agent`), bound to a
+    /// Pod object of that account (on `node` when given), as kubelet mints the projected
+    /// token of a Deployment's, Job's or DaemonSet's pod.
+    async fn pod_token(&self, role: &str, node: Option<&str>) -> Result<String, E2eError> {
         let account = self.account(role);
-        let pod = self.pod(&account, None).await?;
+        let pod = self.pod(&account, node).await?;
         let uid = pod.metadata.uid.unwrap_or_default();
         let name = pod.metadata.name.unwrap_or_default();
         let minted = fixtures::token(
@@ -369,19 +370,19 @@ impl Identities {
 
     /// A client of the chart's operator ServiceAccount.
     pub async fn operator_client(&self, cp: &ControlPlane) -> Result<Client, E2eError> {
-        cp.client_with_token(&self.account_token("operator").await?)
+        cp.client_with_token(&self.pod_token("operator", None).await?)
             .await
     }
 
     /// A kubeconfig of the chart's operator ServiceAccount, for an operator process.
     pub async fn operator_kubeconfig(&self, cp: &ControlPlane) -> Result<PathBuf, E2eError> {
-        let token = self.account_token("operator").await?;
+        let token = self.pod_token("operator", None).await?;
         self.write_kubeconfig(cp, "operator", &token)
     }
 
     /// A kubeconfig of the chart's uninstall hook ServiceAccount.
     pub async fn uninstall_kubeconfig(&self, cp: &ControlPlane) -> Result<PathBuf, E2eError> {
-        let token = self.account_token("uninstall").await?;
+        let token = self.pod_token("uninstall", None).await?;
         self.write_kubeconfig(cp, "uninstall", &token)
     }
 
@@ -393,25 +394,7 @@ impl Identities {
         cp: &ControlPlane,
         node: &str,
     ) -> Result<PathBuf, E2eError> {
-        let account = self.account("agent");
-        let pod = self.pod(&account, Some(node)).await?;
-        let uid = pod.metadata.uid.unwrap_or_default();
-        let name = pod.metadata.name.unwrap_or_default();
-        let minted = fixtures::token(
-            &self.admin,
-            &self.ns,
-            &account,
-            BoundTo::Pod {
-                name: &name,
-                uid: &uid,
-            },
-            3600,
-        )
-        .await?;
-        let token = minted
-            .status
-            .and_then(|s| s.token)
-            .ok_or_else(|| E2eError::Kube(format!("no token issued for {account}")))?;
+        let token = self.pod_token("agent", Some(node)).await?;
         self.write_kubeconfig(cp, &format!("agent-{node}"), &token)
     }
 }

@@ -176,6 +176,20 @@ impl Env {
         .await
     }
 
+    /// Waits until there are `n` bundles, each marked for removal.
+    async fn wait_marked_for_removal(&self, n: usize) -> BTreeMap<String, ConfigMap> {
+        self.wait_bundles(&format!("{n} bundles marked for removal"), |b| {
+            b.len() == n
+                && b.values().all(|cm| {
+                    cm.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(REMOVE_ANNOTATION))
+                })
+        })
+        .await
+    }
+
     async fn wait_condition(&self, config: &str, type_: &str, status: &str) -> MultusConfig {
         eventually(&format!("{config} {type_}={status}"), WAIT, || async {
             let c = self
@@ -739,17 +753,7 @@ async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
         .await
         .unwrap();
 
-    let marked = env
-        .wait_bundles("both bundles marked for removal", |b| {
-            b.len() == 2
-                && b.values().all(|cm| {
-                    cm.metadata
-                        .annotations
-                        .as_ref()
-                        .is_some_and(|a| a.contains_key(REMOVE_ANNOTATION))
-                })
-        })
-        .await;
+    let marked = env.wait_marked_for_removal(2).await;
     // One agent confirms; the MultusConfig must still exist, held by its finalizer.
     agent_reports(
         &env.client,
@@ -936,17 +940,7 @@ async fn uninstall_deletes_the_configs_and_returns_once_every_agent_removed_its_
 
     // With both agents confirming, it returns successfully once the config is gone.
     let child = uninstall(&env, "60s").await;
-    let marked = env
-        .wait_bundles("both bundles marked for removal", |b| {
-            b.len() == 2
-                && b.values().all(|cm| {
-                    cm.metadata
-                        .annotations
-                        .as_ref()
-                        .is_some_and(|a| a.contains_key(REMOVE_ANNOTATION))
-                })
-        })
-        .await;
+    let marked = env.wait_marked_for_removal(2).await;
     for cm in marked.values() {
         let name = cm.metadata.name.as_deref().unwrap();
         agent_reports(&env.client, &env.ns, name, AgentState::Removed, "", "")

@@ -71,15 +71,16 @@ enum Wake {
 /// What of a bundle ConfigMap a pass depends on: its data and the removal mark. The
 /// agent's own feedback annotations are left out, so that its report does not wake it.
 fn bundle_key(cm: Option<&ConfigMap>) -> Option<(BTreeMap<String, String>, bool)> {
-    cm.map(|cm| {
-        let remove = cm
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(REMOVE_ANNOTATION))
-            .is_some_and(|v| v == "true");
-        (cm.data.clone().unwrap_or_default(), remove)
-    })
+    cm.map(|cm| (cm.data.clone().unwrap_or_default(), marked_for_removal(cm)))
+}
+
+/// Whether the operator asks this node to remove its files.
+fn marked_for_removal(cm: &ConfigMap) -> bool {
+    cm.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REMOVE_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 struct Agent {
@@ -294,13 +295,7 @@ impl Agent {
             self.refuse(cm, &message).await;
             return Interest::default();
         }
-        let remove = cm
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(REMOVE_ANNOTATION))
-            .is_some_and(|v| v == "true");
-        let plan = if remove {
+        let plan = if marked_for_removal(cm) {
             plan::plan_removal(Some(&bundle), &self.owned)
         } else {
             let kubeconfig = self.kubeconfig_text(&bundle.manifest).await;
