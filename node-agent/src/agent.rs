@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use multus_crds::bundle::{
-    AgentState, BundleManifest, KubeconfigSettings, NodeBundle, PrimaryRule, REMOVE_ANNOTATION,
+    AgentState, BundleManifest, KubeconfigSettings, NodeBundle, REMOVE_ANNOTATION,
     node_configmap_name,
 };
 
@@ -23,8 +23,8 @@ use crate::bounds::AllowedDirs;
 use crate::fsops;
 use crate::hostpath::HostRoot;
 use crate::metrics::Metrics;
-use crate::plan::{self, NodeView, PrimaryView};
-use crate::primary;
+use crate::plan::{self, NodeView};
+use crate::probe;
 use crate::report::{Reporter, now_secs};
 use crate::rotation::{Rotation, TokenSource};
 use crate::state::OwnedFiles;
@@ -275,7 +275,7 @@ impl Agent {
             self.refuse(cm, &e.to_string()).await;
             return Interest::default();
         }
-        let dirs = self.target_dirs(&bundle.manifest);
+        let dirs = probe::target_dirs(&self.root, &bundle.manifest);
         // Only an interrupted write leaves a temp file, and interruption means a restart:
         // each directory is swept once per run, not on every pass.
         for dir in &dirs {
@@ -300,10 +300,10 @@ impl Agent {
         } else {
             let kubeconfig = self.kubeconfig_text(&bundle.manifest).await;
             let view = NodeView {
-                primary: self.primary_view(&bundle.manifest.primary),
-                readiness_ok: self.readiness_ok(&bundle.manifest),
+                primary: probe::primary_view(&self.root, &self.owned, &bundle.manifest.primary),
+                readiness_ok: probe::readiness_ok(&self.root, &bundle.manifest),
                 kubeconfig,
-                existing: self.existing_paths(&bundle),
+                existing: probe::existing_paths(&self.root, &bundle.manifest),
             };
             plan::plan_apply(&bundle, &view, &self.owned)
         };
@@ -343,93 +343,8 @@ impl Agent {
             .await;
         Interest {
             dirs: dirs.into_iter().collect(),
-            files: self.files_of_interest(&bundle.manifest),
+            files: probe::files_of_interest(&self.root, &bundle.manifest),
         }
-    }
-
-    /// Every host file a pass reads or writes by exact name, resolved under the host root.
-    fn files_of_interest(&self, manifest: &BundleManifest) -> BTreeSet<PathBuf> {
-        let mut paths: Vec<String> = manifest
-            .files
-            .iter()
-            .map(|f| format!("{}/{}", f.dir.trim_end_matches('/'), f.name))
-            .collect();
-        paths.extend(manifest.kubeconfig.as_ref().map(|k| k.path.clone()));
-        paths.extend(manifest.readiness_indicator_file.clone());
-        if let PrimaryRule::File { dir, name } = &manifest.primary {
-            paths.push(format!("{}/{name}", dir.trim_end_matches('/')));
-        }
-        paths
-            .iter()
-            .filter_map(|p| self.root.resolve(p).ok())
-            .collect()
-    }
-
-    fn target_dirs(&self, manifest: &BundleManifest) -> Vec<PathBuf> {
-        let mut dirs: Vec<String> = manifest.files.iter().map(|f| f.dir.clone()).collect();
-        if let PrimaryRule::Auto { dir, .. } | PrimaryRule::File { dir, .. } = &manifest.primary {
-            dirs.push(dir.clone());
-        }
-        if let Some(kc) = &manifest.kubeconfig
-            && let Some((dir, _)) = kc.path.rsplit_once('/')
-        {
-            dirs.push(dir.to_string());
-        }
-        dirs.sort();
-        dirs.dedup();
-        dirs.iter()
-            .filter_map(|d| self.root.resolve(d).ok())
-            .inspect(|d| {
-                let _ = std::fs::create_dir_all(d);
-            })
-            .collect()
-    }
-
-    fn primary_view(&self, rule: &PrimaryRule) -> PrimaryView {
-        let (dir, name) = match rule {
-            PrimaryRule::NetworkAttachment { .. } => return PrimaryView::NotNeeded,
-            PrimaryRule::File { dir, name } => (dir, Some(name.clone())),
-            PrimaryRule::Auto { dir, exclude } => {
-                let Ok(resolved) = self.root.resolve(dir) else {
-                    return PrimaryView::Missing;
-                };
-                match primary::choose_auto(&resolved, dir, &self.owned, exclude) {
-                    Ok(found) => (dir, found),
-                    Err(_) => return PrimaryView::Missing,
-                }
-            }
-        };
-        let Some(name) = name else {
-            return PrimaryView::Missing;
-        };
-        let path = format!("{}/{name}", dir.trim_end_matches('/'));
-        match self.root.resolve(&path).map(std::fs::read_to_string) {
-            Ok(Ok(text)) if !text.trim().is_empty() => PrimaryView::Found { name, text },
-            _ => PrimaryView::Missing,
-        }
-    }
-
-    fn readiness_ok(&self, manifest: &BundleManifest) -> bool {
-        manifest
-            .readiness_indicator_file
-            .as_ref()
-            .is_none_or(|f| self.root.resolve(f).is_ok_and(|p| p.exists()))
-    }
-
-    fn existing_paths(&self, bundle: &NodeBundle) -> Vec<String> {
-        let mut paths: Vec<String> = bundle
-            .manifest
-            .files
-            .iter()
-            .map(|f| format!("{}/{}", f.dir.trim_end_matches('/'), f.name))
-            .collect();
-        if let Some(kc) = &bundle.manifest.kubeconfig {
-            paths.push(kc.path.clone());
-        }
-        paths
-            .into_iter()
-            .filter(|p| self.root.resolve(p).is_ok_and(|r| r.exists()))
-            .collect()
     }
 
     /// Reports a bundle this agent will not apply; files on disk stay as they are.

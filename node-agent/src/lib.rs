@@ -13,6 +13,7 @@ pub mod hostpath;
 pub mod metrics;
 pub mod plan;
 pub mod primary;
+pub mod probe;
 pub mod report;
 pub mod rotation;
 pub mod state;
