@@ -17,19 +17,19 @@ use std::time::{Duration, Instant};
 use multus_crds::bundle::{feedback, node_configmap_name};
 use multus_e2e::agent::RunningAgent;
 use multus_e2e::binaries_local::workspace_release_bin;
-use multus_e2e::control_plane::AGENT_USER;
+use multus_e2e::identities::Identities;
 use multus_e2e::process::{cpu_seconds, status_kib};
 use multus_e2e::scenario::{CALICO, host_root};
 use multus_e2e::{ControlPlane, fixtures, http};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// Requests by the agent's identity: audit ID -> "verb resource".
-fn agent_requests(cp: &ControlPlane) -> BTreeMap<String, String> {
+/// Requests by `user` (the agent's ServiceAccount): audit ID -> "verb resource".
+fn agent_requests(cp: &ControlPlane, user: &str) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(cp.dir.join("audit.log")).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["user"]["username"] == AGENT_USER)
+        .filter(|e| e["user"]["username"] == user)
         .filter_map(|e| {
             let id = e["auditID"].as_str()?.to_string();
             let what = format!(
@@ -88,12 +88,15 @@ async fn main() {
     let ns = "idle";
     let node = "idle-node";
     fixtures::namespace(&client, ns).await.unwrap();
-    fixtures::service_account(&client, ns, "multus")
-        .await
-        .unwrap();
     fixtures::node(&client, node, &[("pool", ns)], &[])
         .await
         .unwrap();
+    // The operator and the agent run with the chart's identities.
+    let identities = Identities::apply(cp, ns, "thin").await.unwrap();
+    let agent_user = format!(
+        "system:serviceaccount:{ns}:{}-agent",
+        multus_e2e::chart::fullname(&identities.release)
+    );
 
     let operator_bin = tokio::task::spawn_blocking(|| workspace_release_bin("multus-operator"))
         .await
@@ -107,7 +110,10 @@ async fn main() {
     let mut operator = tokio::process::Command::new(operator_bin)
         .args(["run", "--namespace", ns, "--metrics-bind-address", &addr])
         .args(["--multus-service-account", &format!("{ns}/multus")])
-        .env("KUBECONFIG", &cp.kubeconfig)
+        .env(
+            "KUBECONFIG",
+            identities.operator_kubeconfig(cp).await.unwrap(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -134,10 +140,14 @@ async fn main() {
         .create(&PostParams::default(), &config)
         .await
         .unwrap();
-    let agent =
-        RunningAgent::start_release_as(&cp.dir.join("agent.kubeconfig"), ns, node, root.path())
-            .await
-            .unwrap();
+    let agent = RunningAgent::start_release_as(
+        &identities.agent_kubeconfig(cp, node).await.unwrap(),
+        ns,
+        node,
+        root.path(),
+    )
+    .await
+    .unwrap();
     let agent_pid = agent.pid().expect("agent running");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
 
@@ -152,7 +162,7 @@ async fn main() {
     // Phase 2: the primary appears; once applied, nothing changes any more.
     std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
     agent.wait_ready("agent applied its bundle", WAIT).await;
-    let before: BTreeSet<String> = agent_requests(cp).into_keys().collect();
+    let before: BTreeSet<String> = agent_requests(cp, &agent_user).into_keys().collect();
     let rss_start = status_kib(agent_pid, "VmRSS:");
     let operator_rss_start = status_kib(operator_pid, "VmRSS:");
     eprintln!("applied: idling for {idle} s ...");
@@ -160,7 +170,7 @@ async fn main() {
     let rss_end = status_kib(agent_pid, "VmRSS:");
     let peak = status_kib(agent_pid, "VmHWM:");
     let operator_rss_end = status_kib(operator_pid, "VmRSS:");
-    let after = agent_requests(cp);
+    let after = agent_requests(cp, &agent_user);
     let during: Vec<&String> = after
         .iter()
         .filter(|(id, _)| !before.contains(*id))

@@ -57,6 +57,11 @@ async fn main() {
     let client = cp.client().await.unwrap();
     let ns = "bench";
     fixtures::namespace(&client, ns).await.unwrap();
+    // The operator runs with the chart's identity.
+    let identities = multus_e2e::identities::Identities::apply(&cp, ns, "thin")
+        .await
+        .unwrap();
+    let operator_kubeconfig = identities.operator_kubeconfig(&cp).await.unwrap();
     for i in 0..nodes {
         fixtures::node(
             &client,
@@ -96,7 +101,7 @@ async fn main() {
     let addr = format!("127.0.0.1:{port}");
     let mut operator = tokio::process::Command::new(binary)
         .args(["run", "--namespace", ns, "--metrics-bind-address", &addr])
-        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("KUBECONFIG", &operator_kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

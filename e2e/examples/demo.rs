@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use multus_e2e::agent::{RunningAgent, snapshot};
 use multus_e2e::binaries_local::workspace_bin;
-use multus_e2e::chart::Identities;
+use multus_e2e::identities::Identities;
 use multus_e2e::scenario::CALICO;
 use multus_e2e::{ControlPlane, E2eError, fixtures};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use crate::binaries_local::{workspace_bin, workspace_release_bin};
-use crate::{ControlPlane, E2eError, http};
+use crate::{E2eError, http};
 
 /// Host path of the agents' state file in tests (the default, under each host root).
 pub const STATE_FILE: &str = "/var/lib/multus-node-agent/owned-files.json";
@@ -38,17 +38,8 @@ pub struct RunningAgent {
 
 impl RunningAgent {
     /// Starts the agent for `node` with bundles from `namespace`, host files under
-    /// `host_root`, logs appended to `<host_root>/agent.log`.
-    pub async fn start(
-        cp: &ControlPlane,
-        namespace: &str,
-        node: &str,
-        host_root: &Path,
-    ) -> Result<RunningAgent, E2eError> {
-        Self::start_as(&cp.kubeconfig, namespace, node, host_root).await
-    }
-
-    /// Like [`Self::start`], authenticating with the given kubeconfig.
+    /// `host_root`, logs appended to `<host_root>/agent.log`, authenticating with
+    /// `kubeconfig` (in tests: the agent identity from [`crate::identities::Identities`]).
     pub async fn start_as(
         kubeconfig: &Path,
         namespace: &str,
@@ -56,24 +47,6 @@ impl RunningAgent {
         host_root: &Path,
     ) -> Result<RunningAgent, E2eError> {
         Self::launch(kubeconfig, namespace, node, host_root, &Launch::default()).await
-    }
-
-    /// Like [`Self::start`] with a given state file (host path) and the log in `log_dir`,
-    /// for a host root (such as `/`) where neither default fits.
-    pub async fn start_with_state(
-        cp: &ControlPlane,
-        namespace: &str,
-        node: &str,
-        host_root: &Path,
-        state_file: &str,
-        log_dir: &Path,
-    ) -> Result<RunningAgent, E2eError> {
-        let options = Launch {
-            state_file: Some(state_file.to_string()),
-            log_dir: Some(log_dir.to_path_buf()),
-            ..Launch::default()
-        };
-        Self::launch(&cp.kubeconfig, namespace, node, host_root, &options).await
     }
 
     /// Like [`Self::start_as`] with the optimized binary (for benchmarks).

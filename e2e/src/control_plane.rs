@@ -1,9 +1,6 @@
 //! etcd + kube-apiserver + kube-controller-manager on loopback with free ports, their own PKI
 //! and ServiceAccount signing key, RBAC and the admission plugins a real cluster runs.
 
-use base64::Engine as _;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use std::net::TcpListener;
@@ -14,14 +11,12 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::binaries::bin;
-use crate::pki::{self, Pki};
+pub use crate::pki::kubeconfig_yaml;
+use crate::pki::{self, Pki, random_token};
 use crate::process::{MARKER, Supervised, wait_until};
 
 /// How long the control plane may take to become ready from a warm binary cache.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// A second admin identity, so benchmarks can tell one component's requests apart in the
-/// audit log (`agent.kubeconfig` in the state directory).
-pub const AGENT_USER: &str = "e2e-agent";
 /// Field manager for objects the harness applies.
 pub const FIELD_MANAGER: &str = "multus-e2e";
 
@@ -117,12 +112,9 @@ impl ControlPlane {
         std::fs::create_dir_all(&dir).map_err(io("create state dir"))?;
         let pki = pki::write(&dir)?;
         let token = random_token()?;
-        let agent_token = random_token()?;
         std::fs::write(
             dir.join("tokens.csv"),
-            format!(
-                "{token},e2e-admin,e2e-admin,\"system:masters\"\n{agent_token},{AGENT_USER},{AGENT_USER},\"system:masters\"\n"
-            ),
+            format!("{token},e2e-admin,e2e-admin,\"system:masters\"\n"),
         )
         .map_err(io("token file"))?;
 
@@ -196,11 +188,6 @@ impl ControlPlane {
         let kubeconfig = dir.join("admin.kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &pki.ca_pem, &token))
             .map_err(io("write kubeconfig"))?;
-        std::fs::write(
-            dir.join("agent.kubeconfig"),
-            kubeconfig_yaml(&server, &pki.ca_pem, &agent_token),
-        )
-        .map_err(io("write kubeconfig"))?;
 
         let mut cp = ControlPlane {
             dir,
@@ -322,49 +309,7 @@ impl ControlPlane {
             .enable_all()
             .build()
             .map_err(io("tokio runtime"))?;
-        runtime.block_on(async {
-            let client = self.client().await?;
-            let crds: Api<CustomResourceDefinition> = Api::all(client);
-            let manifests =
-                multus_crds::crdgen::manifests().map_err(|e| E2eError::Kube(e.to_string()))?;
-            let mut names = Vec::new();
-            for (_, yaml) in manifests {
-                let crd: CustomResourceDefinition =
-                    serde_yaml::from_str(&yaml).map_err(|e| E2eError::Kube(e.to_string()))?;
-                let name = crd.metadata.name.clone().unwrap_or_default();
-                crds.patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&crd),
-                )
-                .await
-                .map_err(|e| E2eError::Kube(format!("install CRD {name}: {e}")))?;
-                names.push(name);
-            }
-            for name in names {
-                let deadline = Instant::now() + Duration::from_secs(30);
-                loop {
-                    let crd = crds
-                        .get(&name)
-                        .await
-                        .map_err(|e| E2eError::Kube(e.to_string()))?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    if established {
-                        break;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(E2eError::Kube(format!("CRD {name} not established")));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            Ok(())
-        })
+        runtime.block_on(async { crate::crds::install(&self.client().await?).await })
     }
 
     /// The serviceaccount controller creates `default` in every namespace; waiting for it
@@ -445,19 +390,4 @@ fn free_port() -> Result<u16, E2eError> {
         .local_addr()
         .map(|a| a.port())
         .map_err(io("find a free port"))
-}
-
-fn random_token() -> Result<String, E2eError> {
-    let mut bytes = [0u8; 24];
-    let mut file = std::fs::File::open("/dev/urandom").map_err(io("open /dev/urandom"))?;
-    std::io::Read::read_exact(&mut file, &mut bytes).map_err(io("read /dev/urandom"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// A kubeconfig for `server` with an embedded CA and a bearer token.
-pub fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: e2e\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: e2e\ncurrent-context: e2e\n"
-    )
 }

@@ -1,6 +1,7 @@
 //! Throwaway PKI for one control plane: a CA, the API server's serving certificate for
 //! loopback, and the ServiceAccount token signing key.
 
+use base64::Engine as _;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
 use std::path::{Path, PathBuf};
 
@@ -61,4 +62,22 @@ pub fn write(dir: &Path) -> Result<Pki, E2eError> {
     write(&pki.sa_key, sa_key.serialize_pem())?;
     write(&pki.sa_pub, sa_key.public_key_pem())?;
     Ok(pki)
+}
+
+/// A random bearer token (48 hex digits).
+pub fn random_token() -> Result<String, E2eError> {
+    let mut bytes = [0u8; 24];
+    let mut file = std::fs::File::open("/dev/urandom")
+        .map_err(|e| E2eError::Io(format!("open /dev/urandom: {e}")))?;
+    std::io::Read::read_exact(&mut file, &mut bytes)
+        .map_err(|e| E2eError::Io(format!("read /dev/urandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A kubeconfig for `server` with an embedded CA and a bearer token.
+pub fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: e2e\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: e2e\ncurrent-context: e2e\n"
+    )
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use multus_crds::MultusConfig;
 use multus_crds::bundle::node_configmap_name;
 
-use crate::chart::Identities;
+use crate::identities::Identities;
 use crate::operator::{RunningOperator, TEST_LABEL};
 use crate::{ControlPlane, E2eError, fixtures, unique_name};
 

@@ -15,7 +15,7 @@ use multus_crds::MultusConfig;
 use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule, feedback, node_configmap_name};
 use multus_crds::completion::{Primary, complete_multus_config};
 use multus_e2e::agent::{Launch, RunningAgent, snapshot};
-use multus_e2e::chart::Identities;
+use multus_e2e::identities::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
 use multus_e2e::scenario::{CALICO, host_root};
 use multus_e2e::{ControlPlane, fixtures, unique_name};

@@ -17,7 +17,7 @@ use multus_crds::bundle::{
 };
 use multus_crds::status::condition;
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
-use multus_e2e::chart::Identities;
+use multus_e2e::identities::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, agent_reports, eventually};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
 use multus_operator::catalog;

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use multus_e2e::binaries_local::workspace_bin;
-use multus_e2e::chart::Identities;
+use multus_e2e::identities::Identities;
 use multus_e2e::operator::{TEST_LABEL, eventually};
 use multus_e2e::{ControlPlane, fixtures, http, unique_name};
 use multus_operator::lease::LeaseLock;

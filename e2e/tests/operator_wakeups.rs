@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use multus_crds::MultusConfig;
 use multus_crds::bundle::node_configmap_name;
-use multus_e2e::chart::Identities;
+use multus_e2e::identities::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
 

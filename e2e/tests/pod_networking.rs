@@ -14,7 +14,7 @@ use std::time::Duration;
 use multus_crds::MultusConfig;
 use multus_e2e::agent::{Launch, RunningAgent};
 use multus_e2e::binaries::{bin, bin_dir};
-use multus_e2e::chart::Identities;
+use multus_e2e::identities::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
 
