@@ -25,6 +25,8 @@ pub struct Launch {
     pub release: bool,
     /// One `--allowed-dir` each; the agent's defaults when empty.
     pub allowed_dirs: Vec<String>,
+    /// `--take-over-upstream` (the chart's `agent.takeOverUpstream`).
+    pub take_over_upstream: bool,
 }
 
 /// A running `multus-node-agent run`.
@@ -106,6 +108,9 @@ impl RunningAgent {
         }
         for dir in &options.allowed_dirs {
             command.args(["--allowed-dir", dir]);
+        }
+        if options.take_over_upstream {
+            command.arg("--take-over-upstream");
         }
         let child = command
             .env("RUST_LOG", "info")

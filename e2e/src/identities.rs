@@ -84,7 +84,7 @@ impl Identities {
         format!("{}-{role}", fullname(&self.release))
     }
 
-    /// A token of the chart's `role` account (`operator`, `uninstall`, `agent`), bound to a
+    /// A token of the chart's `role` account (`operator`, `uninstall`, `crds`, `agent`), bound to a
     /// Pod object of that account (on `node` when given), as kubelet mints the projected
     /// token of a Deployment's, Job's or DaemonSet's pod.
     async fn pod_token(&self, role: &str, node: Option<&str>) -> Result<String, E2eError> {
@@ -158,6 +158,12 @@ impl Identities {
     pub async fn uninstall_kubeconfig(&self, cp: &ControlPlane) -> Result<PathBuf, E2eError> {
         let token = self.pod_token("uninstall", None).await?;
         self.write_kubeconfig(cp, "uninstall", &token)
+    }
+
+    /// A kubeconfig of the chart's pre-upgrade CRD Job ServiceAccount.
+    pub async fn crds_kubeconfig(&self, cp: &ControlPlane) -> Result<PathBuf, E2eError> {
+        let token = self.pod_token("crds", None).await?;
+        self.write_kubeconfig(cp, "crds", &token)
     }
 
     /// A kubeconfig for the agent on `node`: the token of a DaemonSet pod of the agent's

@@ -21,6 +21,7 @@ pub mod pki;
 pub mod process;
 pub mod scenario;
 pub mod slot;
+pub mod upstream;
 
 pub use control_plane::{ControlPlane, E2eError};
 pub use fixtures::unique_name;

@@ -651,6 +651,7 @@ async fn each_chart_service_account_has_exactly_the_expected_permissions() {
             ("agent", format!("{full}-agent")),
             ("multus", MULTUS_SA.to_string()),
             ("uninstall", format!("{full}-uninstall")),
+            ("crds", format!("{full}-crds")),
         ];
         let rendered_accounts = docs
             .iter()
@@ -717,6 +718,10 @@ fn helm_installs_upgrades_and_uninstalls_the_release_against_the_api_server() {
         "networkAttachmentDefinitionCrd.install=false",
         "--set",
         "uninstall.removeNodeFiles=false",
+        // The pre-upgrade CRD Job would wait for a Job controller too; its program is
+        // tested on its own (the_pre_upgrade_hook_updates_the_multusconfig_crd_...).
+        "--set",
+        "crds.updateOnUpgrade=false",
     ];
     let mut install = vec!["install", release.as_str(), CHART];
     install.extend_from_slice(&common);
@@ -765,6 +770,97 @@ fn helm_installs_upgrades_and_uninstalls_the_release_against_the_api_server() {
         .kubectl(&["get", "crd", "multusconfigs.operator.multus.dev"])
         .expect("run kubectl");
     assert!(crd.status.success());
+    let _ = cp.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The pre-upgrade hook's program: the CRD updated on upgrade
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pre_upgrade_hook_updates_the_multusconfig_crd_with_its_own_identity_only() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    let _slot = multus_e2e::test_slot!();
+    let cp = ControlPlane::shared();
+    let admin = cp.client().await.expect("admin client");
+    let ns = unique_name("chart-crds");
+    fixtures::namespace(&admin, &ns).await.expect("namespace");
+    let identities = multus_e2e::identities::Identities::apply(cp, &ns, "thin")
+        .await
+        .expect("identities");
+    let kubeconfig = identities
+        .crds_kubeconfig(cp)
+        .await
+        .expect("hook kubeconfig");
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let name = "multusconfigs.operator.multus.dev";
+    let description = |crd: &CustomResourceDefinition| {
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| s.description.clone())
+            .unwrap_or_default()
+    };
+    // The cluster holds the CRD of an older chart: Helm installed crds/ once and never
+    // touches it again. (Only the description differs, so other tests are unaffected.)
+    let mut stale = crds.get(name).await.expect("read CRD");
+    if let Some(schema) = stale.spec.versions[0]
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+    {
+        schema.description = Some("left by an older chart".into());
+    }
+    crds.replace(name, &PostParams::default(), &stale)
+        .await
+        .expect("make the CRD stale");
+    assert_eq!(
+        description(&crds.get(name).await.expect("read CRD")),
+        "left by an older chart"
+    );
+
+    let binary = multus_e2e::binaries_local::workspace_bin("multus-operator").expect("binary");
+    let out = tokio::process::Command::new(binary)
+        .args(["crds", "--apply"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .await
+        .expect("run multus-operator crds --apply");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains(&format!("{name}: applied")));
+    let live = crds.get(name).await.expect("read CRD");
+    assert_eq!(
+        description(&live),
+        description(&multus_crds::MultusConfig::crd()),
+        "the CRD is the chart's again"
+    );
+    assert_eq!(
+        serde_json::to_value(&live.spec.versions).expect("json"),
+        serde_json::to_value(&multus_crds::MultusConfig::crd().spec.versions).expect("json"),
+    );
+
+    // The same identity may not change any other CRD.
+    let config = kube::config::Kubeconfig::read_from(&kubeconfig).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .expect("hook config");
+    let hook = Client::try_from(config).expect("hook client");
+    let other: Api<CustomResourceDefinition> = Api::all(hook);
+    let denied = other
+        .patch(
+            "network-attachment-definitions.k8s.cni.cncf.io",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "touched": "yes" } } })),
+        )
+        .await
+        .expect_err("patching another CRD is forbidden");
+    assert!(denied.to_string().contains("forbidden"), "{denied}");
     let _ = cp.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 

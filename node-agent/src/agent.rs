@@ -23,7 +23,7 @@ use crate::bounds::AllowedDirs;
 use crate::fsops;
 use crate::hostpath::HostRoot;
 use crate::metrics::Metrics;
-use crate::plan::{self, NodeView};
+use crate::plan::{self, NodeView, Upstream};
 use crate::probe;
 use crate::report::{Reporter, now_secs};
 use crate::rotation::{Rotation, TokenSource};
@@ -48,6 +48,10 @@ pub struct Settings {
     pub kubeconfig: Option<PathBuf>,
     /// The directories a bundle may make this agent write (the trust boundary).
     pub allowed: AllowedDirs,
+    /// Whether files left by upstream's Multus DaemonSet are taken over.
+    pub upstream: Upstream,
+    /// Host directory of the backups of taken-over files (outside every allowed directory).
+    pub backup_dir: String,
 }
 
 /// Errors that stop the agent from starting.
@@ -99,6 +103,8 @@ struct Agent {
     reporter: Reporter,
     /// sha256 per host path of what this run last wrote (see [`HostFiles`]).
     last_written: BTreeMap<String, String>,
+    /// The backup directory, resolved, when taking over upstream's files.
+    backup_dir: Option<PathBuf>,
     metrics: Metrics,
 }
 
@@ -115,6 +121,10 @@ pub async fn run(
     let root = HostRoot::new(&settings.host_root);
     let state_file = root.resolve(&settings.state_path)?;
     let owned = OwnedFiles::load(&state_file)?;
+    let backup_dir = match settings.upstream {
+        Upstream::TakeOver => Some(root.resolve(&settings.backup_dir)?),
+        Upstream::Refuse => None,
+    };
     let mut agent = Agent {
         root,
         client: client.clone(),
@@ -126,6 +136,7 @@ pub async fn run(
         swept: Vec::new(),
         reporter: Reporter::new(client.clone(), &settings.namespace),
         last_written: BTreeMap::new(),
+        backup_dir,
         metrics,
         settings,
     };
@@ -304,8 +315,9 @@ impl Agent {
                 readiness_ok: probe::readiness_ok(&self.root, &bundle.manifest),
                 kubeconfig,
                 existing: probe::existing_paths(&self.root, &bundle.manifest),
+                upstream: probe::upstream_files(&self.root, &bundle.manifest, &self.owned),
             };
-            plan::plan_apply(&bundle, &view, &self.owned)
+            plan::plan_apply(&bundle, &view, &self.owned, self.settings.upstream)
         };
         if let Err(e) = self.settings.allowed.check_plan(&plan) {
             self.refuse(cm, &e.to_string()).await;
@@ -316,6 +328,7 @@ impl Agent {
             owned: &mut self.owned,
             state_file: &self.state_file,
             last_written: &mut self.last_written,
+            backup_dir: self.backup_dir.as_deref(),
         };
         let (state, message) = match host.execute(&plan, &self.metrics) {
             Err(e) => (AgentState::Failed, e.to_string()),

@@ -21,6 +21,8 @@ pub enum ApplyError {
     State(#[from] StateError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error("cannot back up {0}: the agent runs without --take-over-upstream")]
+    NoBackupDir(String),
 }
 
 /// The host side of the agent: where files go and which of them it owns.
@@ -31,6 +33,8 @@ pub struct HostFiles<'a> {
     /// sha256 of what this run last wrote (or found in place) per host path. Having to write
     /// the same content again means someone changed the file.
     pub last_written: &'a mut BTreeMap<String, String>,
+    /// Where [`Step::Backup`] copies go (resolved), below it by their host paths.
+    pub backup_dir: Option<&'a Path>,
 }
 
 impl HostFiles<'_> {
@@ -59,6 +63,15 @@ impl HostFiles<'_> {
                             tracing::warn!(path = %path, "repaired a file changed outside the agent");
                         }
                     }
+                }
+                Step::Backup { path } => {
+                    let dir = self
+                        .backup_dir
+                        .ok_or_else(|| ApplyError::NoBackupDir(path.clone()))?;
+                    let resolved = self.root.resolve(path)?;
+                    let copy = fsops::backup(&resolved, &dir.join(path.trim_start_matches('/')))?;
+                    metrics.upstream_backups.inc();
+                    tracing::info!(path = %path, backup = %copy.display(), "taking over a file left by upstream's Multus DaemonSet");
                 }
                 Step::Remove { path } => {
                     let resolved = self.root.resolve(path)?;

@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 
 use multus_crds::bundle::{BundleManifest, PrimaryRule};
 
-use crate::plan::{Plan, Step};
+use crate::plan::Plan;
 
 /// Directories used when no `--allowed-dir` is given: upstream Multus' defaults.
 pub const DEFAULT_ALLOWED_DIRS: [&str; 2] = ["/etc/cni/net.d", "/etc/cni/multus/net.d"];
@@ -32,6 +32,10 @@ pub enum BoundsError {
     BadName { dir: String, name: String },
     #[error("refusing the bundle: mode {mode:?} of {path} is not an octal mode within 0600")]
     Mode { path: String, mode: String },
+    #[error(
+        "the backup directory {path} lies inside a directory this agent writes ({allowed}); choose one outside every CNI directory"
+    )]
+    Inside { path: String, allowed: String },
 }
 
 /// The directories this agent may write below (host paths).
@@ -129,8 +133,25 @@ impl AllowedDirs {
     /// an earlier run under other flags are not touched either).
     pub fn check_plan(&self, plan: &Plan) -> Result<(), BoundsError> {
         for step in &plan.steps {
-            let (Step::Write { path, .. } | Step::Remove { path }) = step;
-            self.require("file", path)?;
+            self.require("file", step.path())?;
+        }
+        Ok(())
+    }
+
+    /// The backup directory of taken-over files must lie outside every directory the agent
+    /// writes: libcni would load a backed-up `00-multus.conf` from a CNI directory.
+    pub fn check_backup_dir(&self, dir: &str) -> Result<(), BoundsError> {
+        if !is_normal(dir) {
+            return Err(BoundsError::NotNormal {
+                what: "backup directory",
+                path: dir.to_string(),
+            });
+        }
+        if self.permits(dir) {
+            return Err(BoundsError::Inside {
+                path: dir.to_string(),
+                allowed: self.0.join(", "),
+            });
         }
         Ok(())
     }
@@ -160,6 +181,7 @@ fn is_plain_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Step;
     use multus_crds::bundle::{BundleFile, FORMAT_VERSION, FileRole, KubeconfigSettings};
     use multus_crds::multus_config::{Mode, ServiceAccountRef};
 
@@ -326,5 +348,24 @@ mod tests {
             message: None,
         };
         assert!(a.check_plan(&plan).is_err());
+    }
+
+    #[test]
+    fn backups_must_lie_outside_every_allowed_directory() {
+        let a = allowed();
+        assert!(
+            a.check_backup_dir("/var/lib/multus-node-agent/upstream-backup")
+                .is_ok()
+        );
+        for inside in ["/etc/cni/net.d/backup", "/etc/cni/multus/net.d"] {
+            assert!(
+                matches!(a.check_backup_dir(inside), Err(BoundsError::Inside { .. })),
+                "{inside}"
+            );
+        }
+        assert!(matches!(
+            a.check_backup_dir("var/lib/backup"),
+            Err(BoundsError::NotNormal { .. })
+        ));
     }
 }

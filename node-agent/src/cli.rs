@@ -15,7 +15,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent for one node: watch its bundle ConfigMap and keep the host files in
     /// line with it. SIGTERM stops the agent and leaves every file in place.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a bundle ConfigMap offline (YAML, as `kubectl get cm multus-node-<node> -o yaml`
     /// prints it): format version, content hashes and every CNI config. Exits non-zero when
     /// the agent would refuse the bundle.
@@ -47,6 +47,15 @@ pub struct RunArgs {
     /// naming any other directory is refused. The chart sets these from its paths values.
     #[arg(long = "allowed-dir", default_values_t = crate::bounds::DEFAULT_ALLOWED_DIRS.map(String::from))]
     pub allowed_dirs: Vec<String>,
+    /// Take over the `00-multus*` configs and the `multus.d/multus.kubeconfig` that
+    /// upstream's Multus DaemonSet left in the Multus config's directory: each is copied to
+    /// --backup-dir, then replaced (or removed once this agent's Multus config is in place).
+    /// Without it such files are left alone and the bundle is reported Failed.
+    #[arg(long = "take-over-upstream")]
+    pub take_over_upstream: bool,
+    /// Host directory for the backups of taken-over files, outside every --allowed-dir.
+    #[arg(long = "backup-dir", default_value = DEFAULT_BACKUP_DIR)]
+    pub backup_dir: String,
     /// Address of /metrics, /healthz and /readyz (ready once the bundle is applied).
     #[arg(long = "metrics-bind-address", default_value = "0.0.0.0:8081")]
     pub metrics_bind_address: std::net::SocketAddr,
@@ -54,6 +63,9 @@ pub struct RunArgs {
     #[arg(long = "log-format", default_value = "text")]
     pub log_format: String,
 }
+
+/// Where backups of taken-over upstream files go by default: beside the state file.
+pub const DEFAULT_BACKUP_DIR: &str = "/var/lib/multus-node-agent/upstream-backup";
 
 /// Why the agent command failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +90,8 @@ pub enum CliError {
     Check(#[from] crate::check::CheckError),
     #[error("invalid --allowed-dir: {0}")]
     AllowedDir(#[source] crate::bounds::BoundsError),
+    #[error("invalid --backup-dir: {0}")]
+    BackupDir(#[source] crate::bounds::BoundsError),
 }
 
 /// Runs a parsed command line; the report of `check` goes to `out`.
@@ -95,7 +109,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError> {
                 .enable_all()
                 .build()
                 .map_err(CliError::Runtime)?;
-            let result = runtime.block_on(serve(args));
+            let result = runtime.block_on(serve(*args));
             // Whatever is still running (the watch, idle connections) is dropped, never
             // waited on.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -125,6 +139,11 @@ pub fn check_file(file: &std::path::Path) -> Result<String, CliError> {
 pub async fn serve(args: RunArgs) -> Result<(), CliError> {
     let allowed =
         crate::bounds::AllowedDirs::new(&args.allowed_dirs).map_err(CliError::AllowedDir)?;
+    if args.take_over_upstream {
+        allowed
+            .check_backup_dir(&args.backup_dir)
+            .map_err(CliError::BackupDir)?;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -171,6 +190,12 @@ pub async fn serve(args: RunArgs) -> Result<(), CliError> {
         state_path: args.state_file,
         kubeconfig: args.kubeconfig,
         allowed,
+        upstream: if args.take_over_upstream {
+            crate::plan::Upstream::TakeOver
+        } else {
+            crate::plan::Upstream::Refuse
+        },
+        backup_dir: args.backup_dir,
     };
     Ok(crate::agent::run(settings, metrics, stopped(stop_rx)).await?)
 }

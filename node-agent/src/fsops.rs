@@ -96,6 +96,36 @@ pub fn remove(path: &Path) -> Result<bool, FsError> {
     }
 }
 
+/// Copies the regular file `source` to `target` (mode 0600: the file may hold a token),
+/// atomically. When `target` exists with other bytes, the copy goes to the first of
+/// `target.1`, `target.2`, ... that is free or already holds these bytes, so no earlier
+/// backup is ever overwritten. Returns where the copy is.
+pub fn backup(source: &Path, target: &Path) -> Result<PathBuf, FsError> {
+    let meta = fs::symlink_metadata(source).map_err(err("inspect", source))?;
+    if !meta.is_file() {
+        return Err(err("back up", source)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let bytes = fs::read(source).map_err(err("read", source))?;
+    let mut candidate = target.to_path_buf();
+    for n in 1u32.. {
+        match fs::read(&candidate) {
+            Ok(existing) if existing == bytes => return Ok(candidate),
+            Ok(_) => {
+                let mut name = target.as_os_str().to_owned();
+                name.push(format!(".{n}"));
+                candidate = PathBuf::from(name);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(err("read", &candidate)(e)),
+        }
+    }
+    write_atomic(&candidate, &bytes, 0o600)?;
+    Ok(candidate)
+}
+
 /// Removes our temp files left in `dir` by an interrupted write.
 pub fn remove_stale_temps(dir: &Path) -> Result<usize, FsError> {
     let entries = match fs::read_dir(dir) {
@@ -122,6 +152,36 @@ fn sync_dir(dir: &Path) -> Result<(), FsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_never_overwrites_an_earlier_one_and_is_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("net.d/00-multus.conf");
+        let target = dir.path().join("backup/etc/cni/net.d/00-multus.conf");
+        write_atomic(&source, b"first", 0o644).unwrap();
+        assert_eq!(backup(&source, &target).unwrap(), target);
+        assert_eq!(
+            backup(&source, &target).unwrap(),
+            target,
+            "same bytes: kept"
+        );
+        write_atomic(&source, b"second", 0o644).unwrap();
+        let second = backup(&source, &target).unwrap();
+        assert_eq!(
+            second,
+            dir.path().join("backup/etc/cni/net.d/00-multus.conf.1")
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"first");
+        assert_eq!(fs::read(&second).unwrap(), b"second");
+        assert_eq!(
+            fs::metadata(&second).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            backup(&dir.path().join("net.d"), &target).is_err(),
+            "not a file"
+        );
+    }
 
     #[test]
     fn writes_are_atomic_with_mode_and_skip_identical_bytes() {

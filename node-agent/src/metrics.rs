@@ -29,6 +29,8 @@ pub struct Metrics {
     pub passes: Family<TriggerLabel, Counter>,
     pub files_written: Counter,
     pub drift_repairs: Counter,
+    /// Files left by upstream's Multus DaemonSet copied to the backup directory.
+    pub upstream_backups: Counter,
     pub token_rotations: Counter,
     pub rotation_failures: Counter,
     /// Unix time the current token expires.
@@ -45,6 +47,7 @@ impl Default for Metrics {
             passes: Family::default(),
             files_written: Counter::default(),
             drift_repairs: Counter::default(),
+            upstream_backups: Counter::default(),
             token_rotations: Counter::default(),
             rotation_failures: Counter::default(),
             token_expiry: Gauge::default(),
@@ -70,6 +73,11 @@ impl Default for Metrics {
             "drift_repairs",
             "Owned files restored after an outside change",
             m.drift_repairs.clone(),
+        );
+        registry.register(
+            "upstream_backups",
+            "Files left by upstream's Multus DaemonSet backed up before the take-over",
+            m.upstream_backups.clone(),
         );
         registry.register(
             "token_rotations",

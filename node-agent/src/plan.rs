@@ -30,6 +30,9 @@ pub struct NodeView {
     pub kubeconfig: Option<String>,
     /// Host paths that exist on disk now.
     pub existing: Vec<String>,
+    /// Files upstream's Multus DaemonSet leaves that this agent does not own and would
+    /// replace (see [`crate::probe::upstream_files`]).
+    pub upstream: Vec<String>,
 }
 
 // The kubeconfig holds a token: Debug output shows sizes, never contents.
@@ -43,6 +46,7 @@ impl std::fmt::Debug for NodeView {
                 &self.kubeconfig.as_ref().map(|k| Redacted(k.len())),
             )
             .field("existing", &self.existing)
+            .field("upstream", &self.upstream)
             .finish()
     }
 }
@@ -58,7 +62,33 @@ pub enum Step {
     Remove {
         path: String,
     },
+    /// Copies a file this agent is about to replace into the backup directory.
+    Backup {
+        path: String,
+    },
 }
+
+impl Step {
+    /// The host path the step acts on.
+    pub fn path(&self) -> &str {
+        match self {
+            Step::Write { path, .. } | Step::Remove { path } | Step::Backup { path } => path,
+        }
+    }
+}
+
+/// What to do with the files upstream's Multus DaemonSet left on the node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Upstream {
+    /// Touch nothing and report `Failed`, naming the setting that allows the take-over.
+    #[default]
+    Refuse,
+    /// Back them up, replace them, and remove the ones the bundle has no file for.
+    TakeOver,
+}
+
+/// The chart value and the agent flag that allow the take-over, for messages.
+pub const TAKE_OVER_HINT: &str = "set the chart value agent.takeOverUpstream=true (agent flag --take-over-upstream) to replace it, keeping a backup, or delete it";
 
 impl std::fmt::Debug for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +100,7 @@ impl std::fmt::Debug for Step {
                 .field("mode", &format_args!("{mode:o}"))
                 .finish(),
             Step::Remove { path } => f.debug_struct("Remove").field("path", path).finish(),
+            Step::Backup { path } => f.debug_struct("Backup").field("path", path).finish(),
         }
     }
 }
@@ -102,15 +133,16 @@ fn removal_rank(path: &str, roles: &BTreeMap<String, FileRole>, kubeconfig: Opti
         Some(FileRole::Attachment) => 1,
         Some(FileRole::DaemonConfig) => 2,
         None if Some(path) == kubeconfig => 4,
-        None if path
-            .rsplit('/')
-            .next()
-            .is_some_and(|n| n.starts_with("00-multus")) =>
-        {
-            0
-        }
+        None if is_multus_config_name(path) => 0,
         None => 3,
     }
+}
+
+/// A `00-multus*` CNI config name.
+fn is_multus_config_name(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with("00-multus"))
 }
 
 fn host_path(dir: &str, name: &str) -> String {
@@ -142,8 +174,16 @@ pub fn plan_removal(bundle: Option<&NodeBundle>, owned: &OwnedFiles) -> Plan {
     }
 }
 
-/// Plans applying a bundle.
-pub fn plan_apply(bundle: &NodeBundle, view: &NodeView, owned: &OwnedFiles) -> Plan {
+/// Plans applying a bundle. Files upstream's DaemonSet left (`view.upstream`) are taken
+/// over only with [`Upstream::TakeOver`]: each is backed up before anything is written,
+/// replaced in place by an atomic rename, and removed only after the new Multus config is
+/// in place, so the node always has a Multus config.
+pub fn plan_apply(
+    bundle: &NodeBundle,
+    view: &NodeView,
+    owned: &OwnedFiles,
+    upstream: Upstream,
+) -> Plan {
     let manifest = &bundle.manifest;
     let waiting = |message: String, primary: Option<String>| Plan {
         steps: vec![],
@@ -251,25 +291,70 @@ pub fn plan_apply(bundle: &NodeBundle, view: &NodeView, owned: &OwnedFiles) -> P
     }
     desired.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
 
-    for (_, path, _) in &desired {
-        if view.existing.contains(path) && !owned.owns(path) {
-            return failed(
-                format!(
-                    "refusing to overwrite {path}: it exists and was not written by this agent (left by another installer? remove it to hand it over)"
-                ),
-                primary_name,
-            );
-        }
+    let taken: Vec<&String> = match upstream {
+        Upstream::TakeOver => view.upstream.iter().filter(|p| !owned.owns(p)).collect(),
+        Upstream::Refuse => vec![],
+    };
+    let blocked: Vec<&String> = desired
+        .iter()
+        .map(|(_, path, _)| path)
+        .filter(|p| view.existing.contains(p) && !owned.owns(p) && !taken.contains(p))
+        .collect();
+    if let Some(path) = blocked.iter().find(|p| !view.upstream.contains(p)) {
+        return failed(
+            format!(
+                "refusing to overwrite {path}: it exists and was not written by this agent (left by another installer? remove it to hand it over)"
+            ),
+            primary_name,
+        );
+    }
+    if !blocked.is_empty() {
+        let paths: Vec<&str> = blocked.iter().map(|p| p.as_str()).collect();
+        return failed(
+            format!(
+                "refusing to overwrite {}: upstream's Multus DaemonSet left them and this agent did not write them; {TAKE_OVER_HINT}",
+                paths.join(", ")
+            ),
+            primary_name,
+        );
+    }
+    // An upstream Multus config under another name (00-multus.conf beside our
+    // 00-multus.conflist) would sort first and stay in charge: refused as well.
+    if upstream == Upstream::Refuse
+        && let Some(path) = view
+            .upstream
+            .iter()
+            .find(|p| !owned.owns(p) && is_multus_config_name(p))
+    {
+        return failed(
+            format!(
+                "refusing to leave {path} in charge: upstream's Multus config sorts before this agent's; {TAKE_OVER_HINT}"
+            ),
+            primary_name,
+        );
     }
 
-    let mut steps: Vec<Step> = desired
+    let mut steps: Vec<Step> = taken
         .iter()
-        .map(|(_, path, bytes)| Step::Write {
-            path: path.clone(),
-            bytes: bytes.clone(),
-            mode: parse_mode(path, manifest),
-        })
+        .map(|p| Step::Backup { path: (*p).clone() })
         .collect();
+    steps.extend(desired.iter().map(|(_, path, bytes)| Step::Write {
+        path: path.clone(),
+        bytes: bytes.clone(),
+        mode: parse_mode(path, manifest),
+    }));
+    // Taken-over files the bundle has no file for go after the writes: the Multus config
+    // first, as on removal.
+    let mut leftovers: Vec<&String> = taken
+        .into_iter()
+        .filter(|p| !desired.iter().any(|(_, d, _)| d == *p))
+        .collect();
+    leftovers.sort_by_key(|p| (!is_multus_config_name(p), (*p).clone()));
+    steps.extend(
+        leftovers
+            .into_iter()
+            .map(|p| Step::Remove { path: p.clone() }),
+    );
     // Owned files the bundle no longer has (a deleted NAD, a mode change).
     let wanted: Vec<&String> = desired.iter().map(|(_, p, _)| p).collect();
     let roles: BTreeMap<String, FileRole> = BTreeMap::new();

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use multus_crds::bundle::{BundleManifest, PrimaryRule};
+use multus_crds::bundle::{BundleManifest, FileRole, PrimaryRule};
 
 use crate::hostpath::HostRoot;
 use crate::plan::PrimaryView;
@@ -92,4 +92,51 @@ pub fn existing_paths(root: &HostRoot, manifest: &BundleManifest) -> Vec<String>
         .into_iter()
         .filter(|p| root.resolve(p).is_ok_and(|r| r.exists()))
         .collect()
+}
+
+/// Name of the kubeconfig upstream's entrypoints write, relative to the CNI config directory.
+pub const UPSTREAM_KUBECONFIG: &str = "multus.d/multus.kubeconfig";
+
+/// Files upstream's Multus DaemonSet leaves in the directory of the bundle's Multus config
+/// that this agent does not own: every `00-multus*` CNI config there and the kubeconfig its
+/// entrypoints write (`multus.d/multus.kubeconfig`). Host paths, sorted.
+pub fn upstream_files(
+    root: &HostRoot,
+    manifest: &BundleManifest,
+    owned: &OwnedFiles,
+) -> Vec<String> {
+    let Some(dir) = manifest
+        .files
+        .iter()
+        .find(|f| f.role == FileRole::MultusConfig)
+        .map(|f| f.dir.trim_end_matches('/').to_string())
+    else {
+        return vec![];
+    };
+    let Ok(resolved) = root.resolve(&dir) else {
+        return vec![];
+    };
+    let mut found: Vec<String> = std::fs::read_dir(&resolved)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| {
+                    name.starts_with("00-multus")
+                        && [".conf", ".conflist", ".json"]
+                            .iter()
+                            .any(|ext| name.ends_with(ext))
+                })
+                .map(|name| format!("{dir}/{name}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let kubeconfig = format!("{dir}/{UPSTREAM_KUBECONFIG}");
+    if root.resolve(&kubeconfig).is_ok_and(|p| p.is_file()) {
+        found.push(kubeconfig);
+    }
+    found.retain(|p| !owned.owns(p));
+    found.sort();
+    found
 }

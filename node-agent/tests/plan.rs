@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use multus_crds::bundle::{AgentState, NodeBundle};
-use multus_node_agent::plan::{NodeView, PrimaryView, Step, plan_apply, plan_removal};
+use multus_node_agent::plan::{NodeView, PrimaryView, Step, Upstream, plan_apply, plan_removal};
 use multus_node_agent::state::OwnedFiles;
 
 const GOLDEN: &str = concat!(
@@ -46,6 +46,7 @@ fn view(primary: PrimaryView) -> NodeView {
         readiness_ok: true,
         kubeconfig: Some("apiVersion: v1\nkind: Config\n".into()),
         existing: vec![],
+        upstream: vec![],
     }
 }
 
@@ -55,13 +56,19 @@ fn paths(steps: &[Step]) -> Vec<String> {
         .map(|s| match s {
             Step::Write { path, .. } => format!("write {path}"),
             Step::Remove { path } => format!("remove {path}"),
+            Step::Backup { path } => format!("backup {path}"),
         })
         .collect()
 }
 
 #[test]
 fn a_full_apply_writes_kubeconfig_then_attachments_then_the_multus_config() {
-    let plan = plan_apply(&bundle(), &view(calico()), &OwnedFiles::default());
+    let plan = plan_apply(
+        &bundle(),
+        &view(calico()),
+        &OwnedFiles::default(),
+        Upstream::Refuse,
+    );
     assert_eq!(plan.state, AgentState::Applied);
     assert_eq!(plan.primary.as_deref(), Some("10-calico.conflist"));
     assert_eq!(
@@ -87,6 +94,7 @@ fn nothing_is_written_while_the_primary_or_readiness_file_is_missing() {
         &bundle(),
         &view(PrimaryView::Missing),
         &OwnedFiles::default(),
+        Upstream::Refuse,
     );
     assert_eq!(plan.state, AgentState::WaitingForPrimary);
     assert!(plan.steps.is_empty());
@@ -98,7 +106,12 @@ fn nothing_is_written_while_the_primary_or_readiness_file_is_missing() {
 
     let mut not_ready = view(calico());
     not_ready.readiness_ok = false;
-    let plan = plan_apply(&bundle(), &not_ready, &OwnedFiles::default());
+    let plan = plan_apply(
+        &bundle(),
+        &not_ready,
+        &OwnedFiles::default(),
+        Upstream::Refuse,
+    );
     assert_eq!(plan.state, AgentState::WaitingForPrimary);
     assert!(plan.steps.is_empty());
 }
@@ -107,7 +120,12 @@ fn nothing_is_written_while_the_primary_or_readiness_file_is_missing() {
 fn without_a_verified_token_nothing_is_written() {
     let mut no_token = view(calico());
     no_token.kubeconfig = None;
-    let plan = plan_apply(&bundle(), &no_token, &OwnedFiles::default());
+    let plan = plan_apply(
+        &bundle(),
+        &no_token,
+        &OwnedFiles::default(),
+        Upstream::Refuse,
+    );
     assert_eq!(plan.state, AgentState::Failed);
     assert!(plan.steps.is_empty());
 }
@@ -116,7 +134,12 @@ fn without_a_verified_token_nothing_is_written() {
 fn a_file_the_agent_does_not_own_is_never_overwritten() {
     let mut foreign = view(calico());
     foreign.existing = vec!["/etc/cni/net.d/00-multus.conf".into()];
-    let plan = plan_apply(&bundle(), &foreign, &OwnedFiles::default());
+    let plan = plan_apply(
+        &bundle(),
+        &foreign,
+        &OwnedFiles::default(),
+        Upstream::Refuse,
+    );
     assert_eq!(plan.state, AgentState::Failed);
     assert!(plan.steps.is_empty());
     assert!(
@@ -132,7 +155,7 @@ fn owned_files_the_bundle_dropped_are_removed_after_the_writes() {
     owned
         .files
         .insert("/etc/cni/multus/net.d/team-a-old.conf".into());
-    let plan = plan_apply(&bundle(), &view(calico()), &owned);
+    let plan = plan_apply(&bundle(), &view(calico()), &owned, Upstream::Refuse);
     assert_eq!(
         paths(&plan.steps).last().map(String::as_str),
         Some("remove /etc/cni/multus/net.d/team-a-old.conf")
@@ -142,7 +165,12 @@ fn owned_files_the_bundle_dropped_are_removed_after_the_writes() {
 #[test]
 fn removal_goes_multus_config_first_attachments_next_kubeconfig_last() {
     let b = bundle();
-    let first = plan_apply(&b, &view(calico()), &OwnedFiles::default());
+    let first = plan_apply(
+        &b,
+        &view(calico()),
+        &OwnedFiles::default(),
+        Upstream::Refuse,
+    );
     let mut owned = OwnedFiles::default();
     for step in &first.steps {
         if let Step::Write { path, .. } = step {
@@ -169,7 +197,7 @@ fn debug_output_of_a_plan_and_its_view_never_shows_the_kubeconfig_token() {
     node.kubeconfig = Some(format!(
         "apiVersion: v1\nkind: Config\nusers:\n- name: multus\n  user:\n    token: {secret}\n"
     ));
-    let plan = plan_apply(&bundle(), &node, &OwnedFiles::default());
+    let plan = plan_apply(&bundle(), &node, &OwnedFiles::default(), Upstream::Refuse);
     let Step::Write { bytes, .. } = &plan.steps[0] else {
         panic!("the kubeconfig is written first")
     };
@@ -193,7 +221,7 @@ fn a_daemon_config_that_is_not_a_json_object_is_refused_and_nothing_is_written()
     let good = golden_bundle(dir);
     let node = view(PrimaryView::NotNeeded);
     assert_eq!(
-        plan_apply(&good, &node, &OwnedFiles::default()).state,
+        plan_apply(&good, &node, &OwnedFiles::default(), Upstream::Refuse).state,
         AgentState::Applied
     );
     let mut broken = good.clone();
@@ -204,7 +232,7 @@ fn a_daemon_config_that_is_not_a_json_object_is_refused_and_nothing_is_written()
         .cloned()
         .unwrap();
     broken.data.insert(key, "[\"not\", \"an object\"]".into());
-    let plan = plan_apply(&broken, &node, &OwnedFiles::default());
+    let plan = plan_apply(&broken, &node, &OwnedFiles::default(), Upstream::Refuse);
     assert_eq!(plan.state, AgentState::Failed);
     assert!(plan.steps.is_empty());
     assert!(
@@ -212,5 +240,100 @@ fn a_daemon_config_that_is_not_a_json_object_is_refused_and_nothing_is_written()
             .unwrap_or_default()
             .contains("not a JSON object"),
         "names the problem"
+    );
+}
+
+/// A node where upstream's thin DaemonSet ran: its Multus config and kubeconfig are there.
+fn after_upstream(multus_config: &str) -> NodeView {
+    let mut node = view(calico());
+    let ours = "/etc/cni/net.d/00-multus.conf".to_string();
+    node.upstream = vec![multus_config.to_string(), KUBECONFIG.to_string()];
+    node.existing = [ours, KUBECONFIG.to_string()]
+        .into_iter()
+        .filter(|p| node.upstream.contains(p))
+        .collect();
+    node
+}
+
+#[test]
+fn upstreams_files_are_left_alone_without_the_take_over_value_which_the_message_names() {
+    for left in [
+        "/etc/cni/net.d/00-multus.conf",
+        "/etc/cni/net.d/00-multus.conflist",
+    ] {
+        let plan = plan_apply(
+            &bundle(),
+            &after_upstream(left),
+            &OwnedFiles::default(),
+            Upstream::Refuse,
+        );
+        assert_eq!(plan.state, AgentState::Failed, "{left}");
+        assert!(plan.steps.is_empty(), "{left}: nothing is touched");
+        let message = plan.message.unwrap();
+        assert!(
+            message.contains("agent.takeOverUpstream=true")
+                && message.contains("--take-over-upstream"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn taking_over_backs_up_first_then_replaces_in_place() {
+    let plan = plan_apply(
+        &bundle(),
+        &after_upstream("/etc/cni/net.d/00-multus.conf"),
+        &OwnedFiles::default(),
+        Upstream::TakeOver,
+    );
+    assert_eq!(plan.state, AgentState::Applied, "{:?}", plan.message);
+    assert_eq!(
+        paths(&plan.steps),
+        vec![
+            "backup /etc/cni/net.d/00-multus.conf".to_string(),
+            format!("backup {KUBECONFIG}"),
+            format!("write {KUBECONFIG}"),
+            "write /etc/cni/multus/net.d/team-a-backplane.conflist".to_string(),
+            "write /etc/cni/multus/net.d/team-a-storage.conf".to_string(),
+            // Replaced by a rename: the node is never without a Multus config.
+            "write /etc/cni/net.d/00-multus.conf".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn an_upstream_config_under_another_name_goes_only_after_ours_is_written() {
+    let plan = plan_apply(
+        &bundle(),
+        &after_upstream("/etc/cni/net.d/00-multus.conflist"),
+        &OwnedFiles::default(),
+        Upstream::TakeOver,
+    );
+    assert_eq!(plan.state, AgentState::Applied, "{:?}", plan.message);
+    let steps = paths(&plan.steps);
+    assert_eq!(steps[0], "backup /etc/cni/net.d/00-multus.conflist");
+    let ours = steps
+        .iter()
+        .position(|s| s == "write /etc/cni/net.d/00-multus.conf")
+        .unwrap();
+    assert_eq!(
+        steps.last().map(String::as_str),
+        Some("remove /etc/cni/net.d/00-multus.conflist")
+    );
+    assert!(ours < steps.len() - 1);
+}
+
+#[test]
+fn files_the_agent_already_owns_are_never_taken_over_again() {
+    let mut owned = OwnedFiles::default();
+    owned.files.insert("/etc/cni/net.d/00-multus.conf".into());
+    owned.files.insert(KUBECONFIG.into());
+    let mut node = after_upstream("/etc/cni/net.d/00-multus.conf");
+    node.upstream.clear();
+    let plan = plan_apply(&bundle(), &node, &owned, Upstream::TakeOver);
+    assert!(
+        !paths(&plan.steps).iter().any(|s| s.starts_with("backup")),
+        "{:?}",
+        plan.steps
     );
 }

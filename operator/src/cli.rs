@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use multus_crds::multus_config::ServiceAccountRef;
 
+pub mod crds;
 pub mod inputs;
 pub mod run;
 pub mod show;
@@ -31,8 +32,9 @@ pub enum Command {
     /// attachments that fail on this node go to stderr.
     Render(RenderArgs),
     /// Print the CustomResourceDefinitions (MultusConfig and an upstream-compatible
-    /// NetworkAttachmentDefinition) as YAML.
-    Crds,
+    /// NetworkAttachmentDefinition) as YAML, or update them in the cluster with --apply
+    /// (the chart's pre-upgrade hook).
+    Crds(crds::CrdsArgs),
     /// Delete every MultusConfig and wait until the node agents have removed their files
     /// (the chart's pre-delete hook). Exits non-zero, naming what is left, on timeout.
     Uninstall(uninstall::UninstallArgs),
@@ -129,6 +131,12 @@ pub enum CliError {
         "MultusConfigs still present after {seconds}s: {left}; is the operator running? Their nodes may keep their Multus files"
     )]
     UninstallTimeout { seconds: u64, left: String },
+    #[error(
+        "the CustomResourceDefinition {0} does not exist; install it first (`multus-operator crds | kubectl apply -f -`, or helm install without --skip-crds)"
+    )]
+    CrdMissing(String),
+    #[error("the CustomResourceDefinition {name} was not Established within {seconds}s")]
+    CrdNotEstablished { name: String, seconds: u64 },
 }
 
 /// Runs a parsed command line, writing results to `out` and diagnostics to `err`.
@@ -137,12 +145,6 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::Run(args) => run::run(args),
         Command::Render(args) => show::render(&args, out, err),
         Command::Uninstall(args) => uninstall::uninstall(args, out),
-        Command::Crds => {
-            let manifests = multus_crds::crdgen::manifests()?;
-            for (_, yaml) in manifests {
-                write!(out, "---\n{yaml}")?;
-            }
-            Ok(())
-        }
+        Command::Crds(args) => crds::crds(&args, out),
     }
 }

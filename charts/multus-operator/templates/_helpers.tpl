@@ -47,6 +47,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "multus-operator.hookServiceAccount" -}}
 {{- printf "%s-uninstall" (include "multus-operator.fullname" .) }}
 {{- end }}
+{{- define "multus-operator.crdsServiceAccount" -}}
+{{- printf "%s-crds" (include "multus-operator.fullname" .) }}
+{{- end }}
 {{- define "multus-operator.multusServiceAccount" -}}
 {{- .Values.multus.serviceAccount.name }}
 {{- end }}

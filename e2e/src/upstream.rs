@@ -1,0 +1,143 @@
+//! Upstream Multus' own entrypoints, run against a test host root the way its DaemonSets
+//! run them, to prepare nodes as upstream leaves them.
+//!
+//! Upstream's entrypoints read the pod's ServiceAccount token and CA from the fixed path
+//! `/var/run/secrets/kubernetes.io/serviceaccount/`. Each run gets a private mount
+//! namespace (`unshare --mount`) with a tmpfs on `/run` holding just those two files, so
+//! nothing of the machine's is touched. Where the DaemonSet mounts the host at `/host`, the
+//! same directories are passed under the test's host root instead.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+use crate::binaries::bin;
+use crate::{ControlPlane, E2eError};
+
+/// What a pod of upstream's DaemonSet finds in its container: a ServiceAccount token, the
+/// cluster CA and the API server's address.
+pub struct InCluster<'a> {
+    pub token: &'a str,
+    pub cp: &'a ControlPlane,
+}
+
+/// Shell run inside the private mount namespace: `$1` is the directory holding `token`
+/// and `ca.crt`; the rest is the command.
+const IN_POD: &str = "set -e
+mount -t tmpfs tmpfs /run
+mkdir -p /run/secrets/kubernetes.io/serviceaccount
+mount --bind \"$1\" /run/secrets/kubernetes.io/serviceaccount
+shift
+exec \"$@\"";
+
+/// Starts upstream's `thin_entrypoint` (the Multus release built by `e2e/testenv`) with
+/// its thin DaemonSet's arguments (`--multus-conf-file=auto`, auto-config and CNI config
+/// directory = the host's `/etc/cni/net.d`) on `host_root`. It writes the kubeconfig and
+/// `00-multus.conf(list)`, then sleeps until a signal; files are left on exit, as the
+/// DaemonSet leaves them. `work` holds the pod files for the run.
+pub fn thin_entrypoint(
+    host_root: &Path,
+    pod: &InCluster<'_>,
+    work: &Path,
+) -> Result<Child, E2eError> {
+    let io = |what: &'static str| move |e: std::io::Error| E2eError::Io(format!("{what}: {e}"));
+    let sa = work.join("serviceaccount");
+    std::fs::create_dir_all(&sa).map_err(io("pod files"))?;
+    std::fs::write(sa.join("token"), pod.token).map_err(io("pod token"))?;
+    std::fs::write(sa.join("ca.crt"), &pod.cp.pki.ca_pem).map_err(io("pod CA"))?;
+    let host = |p: &str| host_root.join(p).display().to_string();
+    for dir in ["etc/cni/net.d", "etc/cni/multus/net.d", "opt/cni/bin"] {
+        std::fs::create_dir_all(host_root.join(dir)).map_err(io("host directory"))?;
+    }
+    let (address, port) = pod
+        .cp
+        .server
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .ok_or_else(|| E2eError::Io(format!("no port in {}", pod.cp.server)))?;
+    let log = std::fs::File::create(work.join("thin_entrypoint.log")).map_err(io("log"))?;
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            IN_POD,
+            "sh",
+        ])
+        .arg(&sa)
+        .arg(bin("thin_entrypoint")?)
+        .arg("--multus-conf-file=auto")
+        .arg(format!("--multus-autoconfig-dir={}", host("etc/cni/net.d")))
+        .arg(format!("--cni-conf-dir={}", host("etc/cni/net.d")))
+        // The image's defaults, /host/opt/cni/bin and /usr/src/multus-cni/bin/multus.
+        .arg(format!("--cni-bin-dir={}", host("opt/cni/bin")))
+        .arg(format!(
+            "--multus-cni-conf-dir={}",
+            host("etc/cni/multus/net.d")
+        ))
+        .arg(format!("--multus-bin-file={}", bin("multus")?.display()))
+        .env("KUBERNETES_SERVICE_HOST", address)
+        .env("KUBERNETES_SERVICE_PORT", port)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io("log"))?)
+        .stderr(log)
+        .kill_on_drop(true);
+    command
+        .spawn()
+        .map_err(|e| E2eError::Io(format!("start thin_entrypoint: {e}")))
+}
+
+/// Runs [`thin_entrypoint`] until it has written its Multus config, then stops it the way
+/// deleting its DaemonSet does (SIGTERM): the files stay. Returns the host paths it wrote.
+pub async fn leave_thin_node(
+    host_root: &Path,
+    pod: &InCluster<'_>,
+    work: &Path,
+    timeout: Duration,
+) -> Result<Vec<String>, E2eError> {
+    let mut child = thin_entrypoint(host_root, pod, work)?;
+    let conf = host_root.join("etc/cni/net.d");
+    let written = |name: &str| conf.join(name).metadata().is_ok_and(|m| m.len() > 0);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !(written("00-multus.conf") || written("00-multus.conflist")) {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(work.join("thin_entrypoint.log")).unwrap_or_default();
+            return Err(E2eError::Exited {
+                component: format!("thin_entrypoint ({status})"),
+                log,
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let log = std::fs::read_to_string(work.join("thin_entrypoint.log")).unwrap_or_default();
+            return Err(E2eError::NotReady {
+                component: "thin_entrypoint".into(),
+                timeout,
+                log,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let _ = tokio::time::timeout(timeout, child.wait()).await;
+    let mut paths: Vec<String> = [
+        "00-multus.conf",
+        "00-multus.conflist",
+        "multus.d/multus.kubeconfig",
+    ]
+    .iter()
+    .filter(|n| conf.join(n).exists())
+    .map(|n| format!("/etc/cni/net.d/{n}"))
+    .collect();
+    paths.sort();
+    Ok(paths)
+}
