@@ -151,3 +151,16 @@ app.kubernetes.io/component: {{ .component }}
     names its node (user extra authentication.kubernetes.io/node-name)
   reason: Forbidden
 {{- end }}
+
+{{- /*
+KUBERNETES_SERVICE_HOST/PORT for every container that talks to the API server, when
+apiServer.host is set; explicit env overrides what kubelet injects.
+*/}}
+{{- define "multus-operator.apiServerEnv" -}}
+{{- if .Values.apiServer.host -}}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ .Values.apiServer.host | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ .Values.apiServer.port | quote }}
+{{- end }}
+{{- end }}
