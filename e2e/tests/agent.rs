@@ -784,6 +784,64 @@ async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() 
     env.stop().await;
 }
 
+/// Polls `done` every 10 ms for at most a second after `since`; panics naming `what`.
+async fn within_a_second(what: &str, since: Instant, done: impl Fn() -> bool) {
+    let deadline = since + Duration::from_secs(1);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 1 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("{what}: {:?}", since.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readiness_file_in_a_new_directory_and_a_drift_take_effect_within_a_second() {
+    let _slot = multus_e2e::test_slot!();
+    let env = Env::new("prompt").await;
+    let node = env.node("n1").await;
+    let root = host_root(true).unwrap();
+    // The primary's own plugin says when it is ready, in a directory it creates itself.
+    env.config(
+        "prompt",
+        &node,
+        json!({
+            "primary": { "auto": {} },
+            "multus": { "readinessIndicatorFile": "/run/calico/ready" },
+        }),
+    )
+    .await;
+    let agent = env.agent(&node, root.path()).await;
+    let cm = env.wait_state(&node, "WaitingForPrimary").await;
+    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
+    assert!(message.contains("/run/calico/ready"), "{message}");
+    assert!(!root.path().join("run").exists());
+
+    let made = Instant::now();
+    std::fs::create_dir_all(root.path().join("run/calico")).unwrap();
+    std::fs::write(root.path().join("run/calico/ready"), "").unwrap();
+    within_a_second("config after the readiness file appeared", made, || {
+        read(root.path(), "/etc/cni/net.d/00-multus.conf").is_some()
+    })
+    .await;
+
+    let good = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
+    let edited = Instant::now();
+    replace_file(root.path(), "etc/cni/net.d/00-multus.conf", "{}");
+    within_a_second("edited config restored", edited, || {
+        read(root.path(), "/etc/cni/net.d/00-multus.conf").as_deref() == Some(good.as_str())
+    })
+    .await;
+    let deleted = Instant::now();
+    std::fs::remove_file(root.path().join("etc/cni/net.d/00-multus.conf")).unwrap();
+    within_a_second("deleted config restored", deleted, || {
+        read(root.path(), "/etc/cni/net.d/00-multus.conf").as_deref() == Some(good.as_str())
+    })
+    .await;
+    assert_eq!(drift_repairs(&agent).await, 2.0);
+    assert!(agent.terminate().await.is_some_and(|s| s.success()));
+    env.stop().await;
+}
+
 async fn passes(agent: &RunningAgent) -> f64 {
     let metrics = agent.metrics().await;
     multus_e2e::http::metric(&metrics, "multus_node_agent_passes_total")

@@ -8,7 +8,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
 use notify::Watcher;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -185,6 +185,8 @@ pub async fn run(
         })
         .ok();
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
+    // Directories of interest that did not exist at the last pass.
+    let mut missing: BTreeSet<PathBuf> = BTreeSet::new();
 
     let mut bundle_cm: Option<Arc<ConfigMap>> = None;
     let mut have_bundle = false;
@@ -242,12 +244,28 @@ pub async fn run(
             cares = agent.reconcile(bundle_cm.as_deref()) => cares,
         };
         if let Some(w) = fs_watcher.as_mut() {
+            let mut appeared = false;
             for dir in cares.watch_dirs() {
-                if !watched.contains(&dir)
-                    && w.watch(&dir, notify::RecursiveMode::NonRecursive).is_ok()
+                // A directory that does not exist yet (the readiness file's, say) is
+                // watched through its nearest existing ancestor until it appears.
+                let Some(point) = Interest::watch_point(&dir, Path::exists) else {
+                    continue;
+                };
+                if !watched.contains(&point)
+                    && w.watch(&point, notify::RecursiveMode::NonRecursive).is_ok()
                 {
-                    watched.insert(dir);
+                    watched.insert(point.clone());
                 }
+                if point == dir {
+                    appeared |= missing.remove(&dir);
+                } else {
+                    missing.insert(dir);
+                }
+            }
+            // Files may have landed in a directory between its creation and its watch:
+            // one more pass looks.
+            if appeared {
+                let _ = tx.try_send(Wake::Disk);
             }
         }
         if let Ok(mut i) = interest.lock() {

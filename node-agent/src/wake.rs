@@ -76,6 +76,12 @@ impl Interest {
             .collect()
     }
 
+    /// Where to watch for `dir`: itself when it exists, else its nearest existing ancestor
+    /// (whose events say when the missing part appears). `exists` is the file system probe.
+    pub fn watch_point(dir: &Path, exists: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+        dir.ancestors().find(|d| exists(d)).map(Path::to_path_buf)
+    }
+
     fn cares_about(&self, path: &Path) -> bool {
         let name = path
             .file_name()
@@ -85,6 +91,16 @@ impl Interest {
             return false;
         }
         if self.files.contains(path) || self.dirs.contains(path) {
+            return true;
+        }
+        // A missing directory on the way to a file of interest appeared (or went): the
+        // agent must watch it now, so that the file's creation is seen as it happens.
+        if self
+            .files
+            .iter()
+            .chain(self.dirs.iter())
+            .any(|f| f != path && f.starts_with(path))
+        {
             return true;
         }
         let in_watched_dir = path.parent().is_some_and(|d| self.dirs.contains(d));
@@ -169,6 +185,26 @@ mod tests {
         for (kind, paths, want) in table {
             assert_eq!(i.wakes(&kind, paths, false), want, "{kind:?} on {paths:?}");
         }
+    }
+
+    #[test]
+    fn a_missing_directory_is_watched_through_its_nearest_ancestor() {
+        let existing = ["/h", "/h/run"];
+        let exists = |p: &Path| existing.iter().any(|e| Path::new(e) == p);
+        assert_eq!(
+            Interest::watch_point(Path::new("/h/run/calico"), exists),
+            Some(PathBuf::from("/h/run"))
+        );
+        assert_eq!(
+            Interest::watch_point(Path::new("/h/run"), exists),
+            Some(PathBuf::from("/h/run"))
+        );
+        let mut i = interest();
+        i.files.insert(PathBuf::from("/h/run/calico/ready"));
+        let create = EventKind::Create(CreateKind::Folder);
+        // The directory on the way to the readiness file appears.
+        assert!(i.wakes(&create, &[PathBuf::from("/h/run/calico")], false));
+        assert!(!i.wakes(&create, &[PathBuf::from("/h/run/cilium")], false));
     }
 
     #[test]
