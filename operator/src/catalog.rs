@@ -116,21 +116,32 @@ pub fn build(
     namespaces: &NamespaceLabels,
 ) -> Result<Catalog, SelectorError> {
     let mut catalog = Catalog::default();
-    let Some(selection) = selection else {
-        return Ok(catalog);
-    };
-    let ns_selector = selector(selection.namespace_selector.as_ref(), "namespaceSelector")?;
-    let nad_selector = selector(selection.selector.as_ref(), "selector")?;
     let empty = BTreeMap::new();
-
-    let mut selected: Vec<&NetworkAttachmentDefinition> = nads
-        .iter()
-        .filter(|nad| {
-            let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
-            ns_selector.matches(namespaces.get(ns).unwrap_or(&empty))
-                && nad_selector.matches(nad.metadata.labels.as_ref().unwrap_or(&empty))
-        })
-        .collect();
+    let mut selected: Vec<&NetworkAttachmentDefinition> = match selection {
+        None => vec![],
+        Some(selection) => {
+            let ns_selector = selector(selection.namespace_selector.as_ref(), "namespaceSelector")?;
+            let nad_selector = selector(selection.selector.as_ref(), "selector")?;
+            nads.iter()
+                .filter(|nad| {
+                    let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
+                    ns_selector.matches(namespaces.get(ns).unwrap_or(&empty))
+                        && nad_selector.matches(nad.metadata.labels.as_ref().unwrap_or(&empty))
+                })
+                .collect()
+        }
+    };
+    // Multus reads every NAD a pod names from the API server, not only those written to
+    // nodes: the device-info lint covers the others' inline configs too.
+    let written: std::collections::BTreeSet<String> = selected.iter().map(|n| n.key()).collect();
+    for nad in nads {
+        if written.contains(&nad.key()) {
+            continue;
+        }
+        if let Ok(config) = serde_json::from_str::<Value>(nad.spec_config()) {
+            catalog.warnings.extend(device_info_finding(nad, &config));
+        }
+    }
     // Oldest first, so the first claimant of a name keeps it when a newer NAD clashes.
     selected.sort_by(|a, b| {
         let age = |n: &NetworkAttachmentDefinition| n.metadata.creation_timestamp.clone();
@@ -297,15 +308,7 @@ fn check_one(
             ),
         ));
     }
-    if asks_for_device_info(&template) && nad.annotation(RESOURCE_NAME_ANNOTATION).is_none() {
-        warnings.push(finding(
-            Reason::DeviceInfoWithoutResource,
-            "metadata.annotations",
-            format!(
-                "the config asks for CNIDeviceInfoFile but the NAD has no {RESOURCE_NAME_ANNOTATION} annotation; Multus only writes device info when a device ID is allocated, so the plugin will find no file"
-            ),
-        ));
-    }
+    warnings.extend(device_info_finding(nad, &template));
 
     if let Value::Object(map) = &mut template {
         map.insert("name".into(), Value::String(name.clone()));
@@ -317,6 +320,21 @@ fn check_one(
         name,
         template,
         has_placeholders: !found.is_empty(),
+    })
+}
+
+/// Multus writes device info only when a device ID was allocated, which needs the NAD's
+/// resource name annotation: a config that asks for it without one gets none.
+fn device_info_finding(nad: &NetworkAttachmentDefinition, config: &Value) -> Option<Finding> {
+    (asks_for_device_info(config) && nad.annotation(RESOURCE_NAME_ANNOTATION).is_none()).then(|| {
+        Finding {
+            nad: nad.key(),
+            reason: Reason::DeviceInfoWithoutResource,
+            path: "metadata.annotations".into(),
+            message: format!(
+                "the config asks for CNIDeviceInfoFile but the NAD has no {RESOURCE_NAME_ANNOTATION} annotation; Multus only writes device info when a device ID is allocated, so the plugin will find no file"
+            ),
+        }
     })
 }
 

@@ -623,3 +623,26 @@ fn a_bundle_over_the_configmap_limit_is_refused_naming_the_node() {
         "{err}"
     );
 }
+
+#[test]
+fn device_info_is_linted_on_every_nad_multus_may_read_not_only_written_ones() {
+    let asking =
+        r#"{"cniVersion":"0.3.1","type":"host-device","capabilities":{"CNIDeviceInfoFile":true}}"#;
+    // No attachment selection: nothing is written to nodes, yet Multus reads this inline
+    // NAD from the API server when a pod names it.
+    let yaml = format!(
+        "apiVersion: operator.multus.dev/v1alpha1\nkind: MultusConfig\nmetadata: {{ name: plain }}\nspec: {{ primary: {{ auto: {{}} }} }}\n{}",
+        nad("elsewhere", "devices", "2026-01-01T00:00:00Z", asking),
+    );
+    let catalog = catalog_of(&inline(&yaml));
+    assert!(catalog.attachments.is_empty());
+    let flagged: Vec<(&str, Reason)> = catalog
+        .warnings
+        .iter()
+        .map(|w| (w.nad.as_str(), w.reason))
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![("elsewhere/devices", Reason::DeviceInfoWithoutResource)]
+    );
+}
