@@ -18,6 +18,7 @@ pub mod http;
 pub mod identities;
 pub mod operator;
 pub mod pki;
+pub mod podnet;
 pub mod process;
 pub mod scenario;
 pub mod slot;
