@@ -19,6 +19,13 @@ pub enum Problem {
     UnsupportedCniVersion,
     MissingType,
     EmptyPlugins,
+    /// The same object key twice: readers disagree on which value counts.
+    DuplicateKey,
+    /// A plugin or IPAM `type` that is not a plain file name in the CNI bin dir.
+    InvalidType,
+    /// A host interface name (`master`, `bridge`, `device`) the kernel would refuse or that
+    /// holds whitespace or control characters.
+    InvalidInterfaceName,
 }
 
 impl Problem {
@@ -32,6 +39,9 @@ impl Problem {
             Problem::UnsupportedCniVersion => "UnsupportedCniVersion",
             Problem::MissingType => "MissingType",
             Problem::EmptyPlugins => "EmptyPlugins",
+            Problem::DuplicateKey => "DuplicateKey",
+            Problem::InvalidType => "InvalidType",
+            Problem::InvalidInterfaceName => "InvalidInterfaceName",
         }
     }
 }
@@ -107,12 +117,15 @@ pub fn check(text: &str) -> Result<CheckedConfig, Vec<ConfigError>> {
             ),
         )]);
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        vec![ConfigError::new(
-            Problem::InvalidJson,
-            "$",
-            format!("not valid JSON: {e}"),
-        )]
+    let value: Value = crate::strict_json::parse(text).map_err(|e| {
+        vec![match e {
+            crate::strict_json::StrictError::Syntax(_) => {
+                ConfigError::new(Problem::InvalidJson, "$", e.to_string())
+            }
+            crate::strict_json::StrictError::DuplicateKey { ref path, .. } => {
+                ConfigError::new(Problem::DuplicateKey, path.clone(), e.to_string())
+            }
+        }]
     })?;
     let Value::Object(map) = value else {
         return Err(vec![ConfigError::new(
@@ -155,6 +168,7 @@ pub fn check(text: &str) -> Result<CheckedConfig, Vec<ConfigError>> {
                             "every plugin needs a non-empty string type",
                         ));
                     }
+                    check_plugin(plugin, &format!("$.plugins[{i}]"), &mut errors);
                 }
             }
             _ => errors.push(ConfigError::new(
@@ -163,12 +177,16 @@ pub fn check(text: &str) -> Result<CheckedConfig, Vec<ConfigError>> {
                 "plugins must be a non-empty list",
             )),
         }
-    } else if !has_type(&Value::Object(map.clone())) {
-        errors.push(ConfigError::new(
-            Problem::MissingType,
-            "$.type",
-            "type is missing (or use a plugins list)",
-        ));
+    } else {
+        let whole = Value::Object(map.clone());
+        if !has_type(&whole) {
+            errors.push(ConfigError::new(
+                Problem::MissingType,
+                "$.type",
+                "type is missing (or use a plugins list)",
+            ));
+        }
+        check_plugin(&whole, "$", &mut errors);
     }
     match (version, errors.is_empty()) {
         (Some(version), true) => Ok(CheckedConfig {
@@ -178,6 +196,80 @@ pub fn check(text: &str) -> Result<CheckedConfig, Vec<ConfigError>> {
         }),
         _ => Err(errors),
     }
+}
+
+/// Keys whose string value names a host network interface, in the reference plugins
+/// (`master`: macvlan, ipvlan, vlan; `bridge`: bridge; `device`: host-device).
+const INTERFACE_KEYS: [&str; 3] = ["master", "bridge", "device"];
+
+/// The plugin's and its IPAM's `type` must be plain file names (the runtime executes
+/// `<binDir>/<type>`), and the host interfaces it names must be names the kernel accepts.
+fn check_plugin(plugin: &Value, at: &str, errors: &mut Vec<ConfigError>) {
+    if let Some(kind) = plugin.get("type").and_then(Value::as_str)
+        && !kind.trim().is_empty()
+        && !is_plugin_name(kind)
+    {
+        errors.push(invalid_type(format!("{at}.type"), kind));
+    }
+    if let Some(ipam) = plugin.get("ipam").and_then(Value::as_object)
+        && let Some(kind) = ipam.get("type")
+    {
+        match kind.as_str() {
+            Some(k) if is_plugin_name(k) => {}
+            _ => errors.push(invalid_type(format!("{at}.ipam.type"), &kind.to_string())),
+        }
+    }
+    for key in INTERFACE_KEYS {
+        let Some(name) = plugin.get(key).and_then(Value::as_str) else {
+            continue;
+        };
+        // A node placeholder is checked once it is filled in, per node.
+        if name.contains("{{") {
+            continue;
+        }
+        if !is_interface_name(name) {
+            errors.push(ConfigError::new(
+                Problem::InvalidInterfaceName,
+                format!("{at}.{key}"),
+                format!(
+                    "{name:?} is not an interface name: 1 to 15 bytes, no '/', ':', whitespace or control characters, not '.' or '..'"
+                ),
+            ));
+        }
+    }
+}
+
+fn invalid_type(path: String, found: &str) -> ConfigError {
+    ConfigError::new(
+        Problem::InvalidType,
+        path,
+        format!(
+            "type {found:?} must be a plain plugin file name (letters, digits, '.', '_', '+', '-'; not starting with '.'), since the runtime executes it from the CNI bin dir"
+        ),
+    )
+}
+
+/// A file name in the CNI bin dir: no path, no whitespace or control characters, no
+/// leading dot (so never `.` or `..`).
+fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
+}
+
+/// What the kernel takes as a network device name (`dev_valid_name`), minus control
+/// characters, which it allows but which no sane name holds.
+fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
 fn has_type(plugin: &Value) -> bool {

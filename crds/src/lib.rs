@@ -9,6 +9,7 @@ pub mod crdgen;
 pub mod multus_config;
 pub mod nad;
 pub mod status;
+pub mod strict_json;
 
 pub use multus_config::{MultusConfig, MultusConfigSpec};
 pub use nad::NetworkAttachmentDefinition;
