@@ -148,7 +148,9 @@ impl Rotation {
             .as_ref()
             .filter(|t| t.expires_at > now && t.issued_for == wanted)?;
         let endpoint = ApiEndpoint::resolve(source.kube_config, settings);
-        Some(token::render_kubeconfig(&endpoint, token))
+        token::render_kubeconfig(&endpoint, token)
+            .inspect_err(|e| tracing::error!(error = %e, "cannot serialize the host kubeconfig"))
+            .ok()
     }
 }
 

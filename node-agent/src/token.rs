@@ -130,14 +130,57 @@ fn pem_encode(der: &[u8]) -> String {
     out
 }
 
+/// Comment line heading the host kubeconfig.
+const KUBECONFIG_HEADER: &str =
+    "# Written by multus-node-agent; replaced before the token expires.\n";
+
 /// The host kubeconfig text: one cluster, one user with a literal token, one context.
-pub fn render_kubeconfig(endpoint: &ApiEndpoint, token: &Token) -> String {
+/// Built as kube's kubeconfig types and serialized, so no value (a server URL from a
+/// MultusConfig, say) can change the document's structure.
+pub fn render_kubeconfig(
+    endpoint: &ApiEndpoint,
+    token: &Token,
+) -> Result<String, serde_saphyr::SerializeError> {
+    use kube::config::{
+        AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+    };
     let ca = base64::engine::general_purpose::STANDARD.encode(endpoint.ca_pem.as_bytes());
-    format!(
-        "# Written by multus-node-agent; replaced before the token expires.\napiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: multus\n  user:\n    token: {}\ncontexts:\n- name: multus-context\n  context:\n    cluster: local\n    user: multus\ncurrent-context: multus-context\n",
-        endpoint.server,
-        token.secret()
-    )
+    let config = Kubeconfig {
+        api_version: Some("v1".into()),
+        kind: Some("Config".into()),
+        clusters: vec![NamedCluster {
+            name: "local".into(),
+            cluster: Some(Cluster {
+                server: Some(endpoint.server.clone()),
+                certificate_authority_data: Some(ca),
+                ..Cluster::default()
+            }),
+            other: Default::default(),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: "multus".into(),
+            auth_info: Some(AuthInfo {
+                token: Some(token.secret().to_string().into()),
+                ..AuthInfo::default()
+            }),
+            other: Default::default(),
+        }],
+        contexts: vec![NamedContext {
+            name: "multus-context".into(),
+            context: Some(Context {
+                cluster: "local".into(),
+                user: Some("multus".into()),
+                ..Context::default()
+            }),
+            other: Default::default(),
+        }],
+        current_context: Some("multus-context".into()),
+        ..Kubeconfig::default()
+    };
+    Ok(format!(
+        "{KUBECONFIG_HEADER}{}",
+        serde_saphyr::to_string(&config)?
+    ))
 }
 
 /// When to replace a token: `refresh_before` (a percentage of the lifetime or a duration)
@@ -373,13 +416,49 @@ mod tests {
             server: "https://10.0.0.1:6443".into(),
             ca_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
         };
-        let text = render_kubeconfig(&endpoint, &token(0, 10));
+        let text = render_kubeconfig(&endpoint, &token(0, 10)).unwrap();
+        assert!(text.starts_with(KUBECONFIG_HEADER));
         let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(parsed["apiVersion"], "v1");
+        assert_eq!(parsed["kind"], "Config");
         assert_eq!(
             parsed["clusters"][0]["cluster"]["server"],
             "https://10.0.0.1:6443"
         );
         assert_eq!(parsed["users"][0]["user"]["token"], "s3cr3t");
         assert_eq!(parsed["current-context"], "multus-context");
+        assert_eq!(parsed["contexts"][0]["context"]["user"], "multus");
+        let config = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+        assert_eq!(config.clusters.len(), 1);
+    }
+
+    #[test]
+    fn no_value_can_change_the_kubeconfigs_structure() {
+        for server in [
+            "https://a:1\nusers: []",
+            "https://a:1\"\n- name: evil",
+            "https://a:1 # comment",
+            "https://a:1\u{0}x",
+            "https://a:1: b",
+            "{ https://a:1 }",
+            "'quoted'",
+        ] {
+            let endpoint = ApiEndpoint {
+                server: server.into(),
+                ca_pem: "pem".into(),
+            };
+            let text = render_kubeconfig(&endpoint, &token(0, 10)).unwrap();
+            let config = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+            assert_eq!(config.clusters.len(), 1, "{server:?}");
+            assert_eq!(config.auth_infos.len(), 1, "{server:?}");
+            assert_eq!(
+                config.clusters[0]
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.server.as_deref()),
+                Some(server),
+                "{text}"
+            );
+        }
     }
 }
