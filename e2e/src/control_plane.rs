@@ -1,5 +1,7 @@
 //! etcd + kube-apiserver + kube-controller-manager on loopback with free ports, their own PKI
-//! and ServiceAccount signing key, RBAC and the admission plugins a real cluster runs.
+//! and ServiceAccount signing key, RBAC and the admission plugins a real cluster runs. A
+//! control plane for real nodes ([`ControlPlane::start_for_real_nodes`]) adds what
+//! `crate::cluster` describes.
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -11,6 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::binaries::bin;
+use crate::cluster;
 pub use crate::pki::kubeconfig_yaml;
 use crate::pki::{self, Pki, random_token};
 use crate::process::{MARKER, Supervised, wait_until};
@@ -56,6 +59,8 @@ pub struct ControlPlane {
     pub pki: Pki,
     /// Seconds from start to ready.
     pub startup: Duration,
+    /// Whether it can host real nodes ([`Self::start_for_real_nodes`]).
+    pub real_nodes: bool,
     processes: Mutex<Vec<Supervised>>,
     /// How kube-apiserver was started, to start it again after [`Self::stop_apiserver`].
     apiserver_args: Vec<String>,
@@ -88,18 +93,41 @@ impl ControlPlane {
         }
     }
 
+    /// The control plane for real nodes shared by every test of this test binary
+    /// ([`Self::start_for_real_nodes`]), started on first use. Panics when it cannot start.
+    pub fn shared_for_real_nodes() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        let result = SHARED.get_or_init(|| {
+            std::thread::spawn(ControlPlane::start_for_real_nodes)
+                .join()
+                .map_err(|_| "control plane start panicked".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        });
+        match result {
+            Ok(cp) => cp,
+            Err(e) => panic!("cannot start the e2e control plane for real nodes: {e}"),
+        }
+    }
+
     /// Starts a new control plane and installs the project's CRDs.
     pub fn start() -> Result<ControlPlane, E2eError> {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
     /// Like [`Self::start`], with an API audit log (`audit.log` in the state directory,
     /// one JSON event per line, metadata level) for counting requests in benchmarks.
     pub fn start_with_audit() -> Result<ControlPlane, E2eError> {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
-    fn start_with(audit: bool) -> Result<ControlPlane, E2eError> {
+    /// Like [`Self::start`], ready to host real nodes (`crate::node`): the API server
+    /// listens on [`cluster::API_ADDRESS`], which pods reach, and can call kubelets;
+    /// kube-scheduler runs, and kube-controller-manager runs the workload controllers.
+    pub fn start_for_real_nodes() -> Result<ControlPlane, E2eError> {
+        Self::start_with(false, true)
+    }
+
+    fn start_with(audit: bool, real_nodes: bool) -> Result<ControlPlane, E2eError> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let began = Instant::now();
         let dir = std::env::temp_dir().join(format!(
@@ -110,7 +138,18 @@ impl ControlPlane {
         crate::process::remove_stale_state_dirs();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(io("create state dir"))?;
-        let pki = pki::write(&dir)?;
+        let address = if real_nodes {
+            cluster::ensure_api_address()?;
+            cluster::API_ADDRESS
+        } else {
+            "127.0.0.1"
+        };
+        let extra_sans: Vec<String> = if real_nodes {
+            vec![address.to_string()]
+        } else {
+            Vec::new()
+        };
+        let pki = pki::write_with_sans(&dir, &extra_sans)?;
         let token = random_token()?;
         std::fs::write(
             dir.join("tokens.csv"),
@@ -136,12 +175,12 @@ impl ControlPlane {
             &dir.join("etcd.log"),
         )?);
 
-        let port = free_port()?;
-        let server = format!("https://127.0.0.1:{port}");
-        let apiserver_args = vec![
+        let port = free_port_on(address)?;
+        let server = format!("https://{address}:{port}");
+        let mut apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
+            format!("--bind-address={address}"),
+            format!("--advertise-address={address}"),
             format!("--secure-port={port}"),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
             format!("--tls-cert-file={}", pki.serving_cert.display()),
@@ -158,9 +197,13 @@ impl ControlPlane {
             "--service-cluster-ip-range=10.96.0.0/16".into(),
             "--enable-admission-plugins=NodeRestriction".into(),
             "--allow-privileged=true".into(),
-            "--endpoint-reconciler-type=none".into(),
         ];
-        let mut apiserver_args = apiserver_args;
+        if real_nodes {
+            apiserver_args.extend(cluster::apiserver_args(&dir, &pki)?);
+        } else {
+            // Nothing routes to the `kubernetes` Service without real nodes.
+            apiserver_args.push("--endpoint-reconciler-type=none".into());
+        }
         if audit {
             std::fs::write(
                 dir.join("audit-policy.yaml"),
@@ -195,6 +238,7 @@ impl ControlPlane {
             kubeconfig,
             pki,
             startup: Duration::ZERO,
+            real_nodes,
             processes: Mutex::new(processes),
             apiserver_args: apiserver_args_kept,
         };
@@ -206,6 +250,11 @@ impl ControlPlane {
         // dependents of a deleted MultusConfig go within seconds.
         cp.install_crds()?;
 
+        let controllers = if real_nodes {
+            cluster::CONTROLLERS
+        } else {
+            "namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller"
+        };
         let kcm_args = vec![
             format!("--kubeconfig={}", cp.kubeconfig.display()),
             format!("--authentication-kubeconfig={}", cp.kubeconfig.display()),
@@ -213,8 +262,11 @@ impl ControlPlane {
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={}", free_port()?),
             "--leader-elect=false".into(),
-            "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller".into(),
-            format!("--service-account-private-key-file={}", cp.pki.sa_key.display()),
+            format!("--controllers={controllers}"),
+            format!(
+                "--service-account-private-key-file={}",
+                cp.pki.sa_key.display()
+            ),
             format!("--root-ca-file={}", cp.pki.ca_cert.display()),
             format!("--cert-dir={}", cp.dir.join("kcm-certs").display()),
         ];
@@ -225,6 +277,11 @@ impl ControlPlane {
             &cp.dir.join("kube-controller-manager.log"),
         )?;
         cp.lock().push(kcm);
+        if real_nodes {
+            let scheduler = cluster::start_scheduler(&cp.dir, &cp.kubeconfig)?;
+            cp.lock().push(scheduler);
+            cluster::bind_kubelet_client(&cp)?;
+        }
         cp.wait_for_default_service_account()?;
         cp.startup = began.elapsed();
         eprintln!(
@@ -234,6 +291,14 @@ impl ControlPlane {
             cp.dir.display()
         );
         Ok(cp)
+    }
+
+    /// Host and port of the API server, as pods on real nodes reach it
+    /// (`KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`; see `crate::cluster`).
+    pub fn api_host_port(&self) -> (String, u16) {
+        let authority = self.server.trim_start_matches("https://");
+        let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "443"));
+        (host.to_string(), port.parse().unwrap_or(443))
     }
 
     /// A kube client with admin rights, for the calling test's runtime.
@@ -385,7 +450,12 @@ impl Drop for ControlPlane {
 }
 
 fn free_port() -> Result<u16, E2eError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("find a free port"))?;
+    free_port_on("127.0.0.1")
+}
+
+/// A TCP port free on `address` now.
+pub(crate) fn free_port_on(address: &str) -> Result<u16, E2eError> {
+    let listener = TcpListener::bind((address, 0)).map_err(io("find a free port"))?;
     listener
         .local_addr()
         .map(|a| a.port())

@@ -5,17 +5,24 @@
 //! [`ControlPlane::shared`]. Each test makes its own namespace, nodes and host roots with
 //! unique names ([`unique_name`]) and its own kube `Client` ([`ControlPlane::client`]), so
 //! tests in one binary run in parallel without seeing each other.
+//!
+//! Tests that need pods to really run use [`ControlPlane::shared_for_real_nodes`] (with
+//! kube-scheduler and the workload controllers) and start their own [`node::RealNode`]s:
+//! the upstream kubelet with containerd and runc.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod binaries;
 pub mod binaries_local;
 pub mod chart;
+pub mod cluster;
 pub mod control_plane;
 pub mod crds;
 pub mod fixtures;
 pub mod http;
 pub mod identities;
+pub mod node;
+pub mod oci;
 pub mod operator;
 pub mod pki;
 pub mod podnet;

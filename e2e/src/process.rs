@@ -149,7 +149,7 @@ pub fn remove_stale_state_dirs() {
 }
 
 /// The owner pid encoded in a `multus-e2e-<pid>-` marker in a command line.
-fn owner_of(cmdline: &str) -> Option<i32> {
+pub(crate) fn owner_of(cmdline: &str) -> Option<i32> {
     let rest = &cmdline[cmdline.find(MARKER)? + MARKER.len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()

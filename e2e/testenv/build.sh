@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real upstream binaries the end-to-end harness needs (kube-apiserver,
-# kube-controller-manager, kubectl, etcd, etcdctl, helm, Multus, CNI reference
-# plugins) from the Go module proxy into a content-addressed cache directory.
+# kube-controller-manager, kube-scheduler, kubectl, kubelet, etcd, etcdctl, helm, Multus,
+# CNI reference plugins) from the Go module proxy into a content-addressed cache directory.
 #
 # stdout: exactly one line, the absolute path of the finished bin directory.
 # stderr: progress.
@@ -112,7 +112,9 @@ plugins_ldflags="-s -w -X $plugins_mod/pkg/utils/buildversion.BuildVersion=$plug
 targets=(
 	"kube-apiserver|kube|k8s.io/kubernetes/cmd/kube-apiserver|kube_ldflags"
 	"kube-controller-manager|kube|k8s.io/kubernetes/cmd/kube-controller-manager|kube_ldflags"
+	"kube-scheduler|kube|k8s.io/kubernetes/cmd/kube-scheduler|kube_ldflags"
 	"kubectl|kube|k8s.io/kubernetes/cmd/kubectl|kube_ldflags"
+	"kubelet|kube|k8s.io/kubernetes/cmd/kubelet|kube_ldflags"
 	"etcd|etcd|go.etcd.io/etcd/server/v3|etcd_ldflags"
 	"etcdctl|etcd|go.etcd.io/etcd/etcdctl/v3|etcd_ldflags"
 	"helm|helm|helm.sh/helm/v3/cmd/helm|helm_ldflags"
@@ -120,6 +122,9 @@ targets=(
 for c in multus multus-daemon multus-shim install_multus thin_entrypoint kubeconfig_generator; do
 	targets+=("$c|multus|$multus_mod/cmd/$c|multus_ldflags")
 done
+# install_multus copies bin/passthru next to the Multus binary; upstream's hack/build-go.sh
+# builds it from cmd/passthru-cni under that name.
+targets+=("passthru|multus|$multus_mod/cmd/passthru-cni|multus_ldflags")
 for p in main/bridge main/macvlan main/ipvlan main/loopback main/ptp ipam/host-local ipam/static meta/tuning; do
 	targets+=("cni/${p##*/}|plugins|$plugins_mod/plugins/$p|plugins_ldflags")
 done

@@ -10,5 +10,6 @@ import (
 	_ "gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus"
 	_ "gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus-daemon"
 	_ "gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus-shim"
+	_ "gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/passthru-cni"
 	_ "gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/thin_entrypoint"
 )
