@@ -8,6 +8,7 @@ pub mod completion;
 pub mod crdgen;
 pub mod multus_config;
 pub mod nad;
+pub mod schema;
 pub mod status;
 pub mod strict_json;
 

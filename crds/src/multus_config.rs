@@ -46,6 +46,7 @@ pub struct MultusConfigSpec {
     /// Nodes this configuration applies to. Empty or absent selects every node. When two
     /// MultusConfigs select one node, the older one wins and the other reports `Conflicted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub node_selector: Option<LabelSelector>,
 
     /// `thin` writes a `multus` config that embeds the primary network; `thick` writes a
@@ -432,7 +433,11 @@ impl Default for KubeconfigSpec {
 /// A ServiceAccount by namespace and name.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ServiceAccountRef {
+    /// A namespace name (DNS-1123 label).
+    #[schemars(regex(pattern = crate::schema::DNS_LABEL), length(min = 1, max = 63))]
     pub namespace: String,
+    /// A ServiceAccount name (DNS-1123 subdomain).
+    #[schemars(regex(pattern = crate::schema::DNS_SUBDOMAIN), length(min = 1, max = 253))]
     pub name: String,
 }
 
@@ -442,9 +447,11 @@ pub struct ServiceAccountRef {
 pub struct AttachmentSelection {
     /// Namespaces whose NADs are considered; empty or absent means all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub namespace_selector: Option<LabelSelector>,
     /// Labels the NADs must carry; empty or absent means all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub selector: Option<LabelSelector>,
 }
 

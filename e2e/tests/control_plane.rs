@@ -144,6 +144,51 @@ async fn invalid_multusconfigs_are_rejected_by_the_api_server_with_readable_mess
             "spec.mode: Unsupported value: \"thicc\"",
         ),
         (
+            "service account with an empty namespace",
+            json!({ "primary": { "auto": {} }, "kubeconfig": { "serviceAccount": { "namespace": "", "name": "multus" } } }),
+            "spec.kubeconfig.serviceAccount.namespace",
+        ),
+        (
+            "service account namespace not a DNS label",
+            json!({ "primary": { "auto": {} }, "kubeconfig": { "serviceAccount": { "namespace": "Kube_System", "name": "multus" } } }),
+            "spec.kubeconfig.serviceAccount.namespace: Invalid value: \"Kube_System\"",
+        ),
+        (
+            "service account name with a slash",
+            json!({ "primary": { "auto": {} }, "kubeconfig": { "serviceAccount": { "namespace": "kube-system", "name": "a/b" } } }),
+            "spec.kubeconfig.serviceAccount.name: Invalid value: \"a/b\"",
+        ),
+        (
+            "node selector with an unknown operator",
+            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchExpressions": [{ "key": "pool", "operator": "Equals", "values": ["a"] }] } }),
+            "spec.nodeSelector.matchExpressions[0].operator: Unsupported value: \"Equals\"",
+        ),
+        (
+            "node selector In without values",
+            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchExpressions": [{ "key": "pool", "operator": "In" }] } }),
+            "In and NotIn need at least one value",
+        ),
+        (
+            "node selector with an invalid expression key",
+            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchExpressions": [{ "key": "bad key", "operator": "Exists" }] } }),
+            "spec.nodeSelector.matchExpressions[0].key: Invalid value: \"bad key\"",
+        ),
+        (
+            "node selector with an invalid label key",
+            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchLabels": { "-pool": "a" } } }),
+            "every matchLabels key must be a valid label key",
+        ),
+        (
+            "node selector with an invalid label value",
+            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchLabels": { "pool": "a b" } } }),
+            "spec.nodeSelector.matchLabels.pool: Invalid value: \"a b\"",
+        ),
+        (
+            "attachment namespace selector with an unknown operator",
+            json!({ "primary": { "auto": {} }, "attachments": { "namespaceSelector": { "matchExpressions": [{ "key": "team", "operator": "Like" }] } } }),
+            "spec.attachments.namespaceSelector.matchExpressions[0].operator: Unsupported value: \"Like\"",
+        ),
+        (
             "unsupported cniVersion",
             json!({ "primary": { "auto": {} }, "multus": { "cniVersion": "0.2.0" } }),
             "spec.multus.cniVersion: Unsupported value: \"0.2.0\"",
