@@ -126,8 +126,8 @@ pub struct BundleFile {
     pub dir: String,
     /// File name inside `dir`.
     pub name: String,
-    /// Octal permission bits, for example `0600`.
-    pub mode: String,
+    /// Permission bits, octal text such as `0600` on the wire.
+    pub mode: crate::contract::FileMode,
     /// sha256 of the bytes under `key`, hex.
     pub sha256: String,
     pub role: FileRole,
@@ -177,8 +177,8 @@ pub struct KubeconfigSettings {
     pub path: String,
     pub service_account: ServiceAccountRef,
     pub expiration_seconds: i64,
-    /// A percentage (`20%`) or a duration (`10m`).
-    pub refresh_before_expiry: String,
+    /// A percentage (`20%`) or a duration (`10m`) before expiry.
+    pub refresh_before_expiry: crate::contract::RefreshBefore,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,7 +346,7 @@ mod tests {
                 key: "00-multus.conf".into(),
                 dir: "/etc/cni/net.d".into(),
                 name: "00-multus.conf".into(),
-                mode: "0600".into(),
+                mode: crate::contract::FileMode::OWNER_RW,
                 sha256: String::new(),
                 role: FileRole::MultusConfig,
                 source: None,
@@ -419,5 +419,22 @@ mod tests {
         let err = NodeBundle::from_configmap_data(&data).unwrap_err();
         assert!(matches!(err, BundleError::NewerFormat { found: 99 }));
         assert!(err.to_string().contains("upgrade the agent"));
+    }
+
+    #[test]
+    fn a_contract_value_outside_its_type_refuses_the_bundle_naming_it() {
+        let data = sample().to_configmap_data().unwrap();
+        for (from, to, named) in [
+            ("\"mode\": \"0600\"", "\"mode\": \"rw-------\"", "file mode \"rw-------\""),
+            ("\"mode\": \"0600\"", "\"mode\": \"0999\"", "file mode \"0999\""),
+        ] {
+            let mut data = data.clone();
+            assert!(data[MANIFEST_KEY].contains(from), "{}", data[MANIFEST_KEY]);
+            let manifest = data[MANIFEST_KEY].replace(from, to);
+            data.insert(MANIFEST_KEY.into(), manifest);
+            let err = NodeBundle::from_configmap_data(&data).unwrap_err();
+            assert!(matches!(err, BundleError::ManifestJson(_)), "{err}");
+            assert!(err.to_string().contains(named), "{err}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod cni;
 pub mod completion;
+pub mod contract;
 pub mod crdgen;
 pub mod multus_config;
 pub mod nad;

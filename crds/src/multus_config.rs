@@ -385,7 +385,7 @@ pub struct KubeconfigSpec {
     /// When to replace the token: a share of its lifetime (`20%`) or a duration (`10m`,
     /// `1h`) before it expires. Default `20%`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([1-9]|[1-9][0-9])%$') || self.matches('^[0-9]+(s|m|h)$')")
+    #[x_kube(validation = Rule::new("self.matches('^([1-9]|[1-9][0-9])%$') || self.matches('^[1-9][0-9]{0,8}(s|m|h)$')")
         .message("refreshBeforeExpiry must be a percentage from 1% to 99% or a duration such as 10m"))]
     #[schemars(length(max = 16))]
     pub refresh_before_expiry: Option<String>,
@@ -407,7 +407,6 @@ pub struct KubeconfigSpec {
 
 pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 pub const MIN_EXPIRATION_SECONDS: i64 = 600;
-pub const DEFAULT_REFRESH_BEFORE_EXPIRY: &str = "20%";
 
 fn default_true() -> bool {
     true

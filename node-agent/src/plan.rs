@@ -374,6 +374,6 @@ fn parse_mode(path: &str, manifest: &multus_crds::bundle::BundleManifest) -> u32
         .files
         .iter()
         .find(|f| host_path(&f.dir, &f.name) == path)
-        .and_then(|f| u32::from_str_radix(f.mode.trim_start_matches('0'), 8).ok())
+        .map(|f| f.mode.bits())
         .unwrap_or(0o600)
 }

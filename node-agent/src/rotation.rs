@@ -79,8 +79,7 @@ impl Rotation {
     pub fn due_at(&self, settings: &KubeconfigSettings) -> i64 {
         match &self.token {
             Some(t) if t.issued_for == token::issuance(settings) => {
-                token::refresh_at(t, &settings.refresh_before_expiry, self.jitter)
-                    .max(self.retry_at)
+                token::refresh_at(t, settings.refresh_before_expiry, self.jitter).max(self.retry_at)
             }
             _ => self.retry_at,
         }

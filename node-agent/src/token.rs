@@ -13,6 +13,7 @@ use kube::{Client, Config};
 use std::time::Duration;
 
 use multus_crds::bundle::KubeconfigSettings;
+use multus_crds::contract::RefreshBefore;
 
 /// Shortest wait between attempts when a request failed.
 pub const RETRY_FLOOR: Duration = Duration::from_secs(5);
@@ -183,34 +184,14 @@ pub fn render_kubeconfig(
     ))
 }
 
-/// When to replace a token: `refresh_before` (a percentage of the lifetime or a duration)
-/// ahead of expiry, plus up to a tenth of that again as jitter (`jitter` in [0, 1)) so that
-/// nodes spread out; never sooner than the retry floor after issue.
-pub fn refresh_at(token: &Token, refresh_before: &str, jitter: f64) -> i64 {
+/// When to replace a token: `refresh_before` ahead of expiry, plus up to a tenth of that
+/// again as jitter (`jitter` in [0, 1)) so that nodes spread out; never sooner than the
+/// retry floor after issue.
+pub fn refresh_at(token: &Token, refresh_before: RefreshBefore, jitter: f64) -> i64 {
     let lifetime = (token.expires_at - token.issued_at).max(1);
-    let before = parse_refresh_before(refresh_before, lifetime);
+    let before = refresh_before.seconds(lifetime);
     let jitter = (before as f64 * 0.1 * jitter.clamp(0.0, 1.0)) as i64;
     (token.expires_at - before - jitter).max(token.issued_at + RETRY_FLOOR.as_secs() as i64)
-}
-
-/// `20%` -> a fifth of `lifetime`; `10m`, `90s`, `1h` -> seconds. Falls back to 20%.
-pub fn parse_refresh_before(text: &str, lifetime: i64) -> i64 {
-    let text = text.trim();
-    let fallback = lifetime / 5;
-    if let Some(p) = text.strip_suffix('%') {
-        return p
-            .parse::<i64>()
-            .map(|p| lifetime * p / 100)
-            .unwrap_or(fallback);
-    }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return fallback,
-    };
-    number.parse::<i64>().map(|n| n * scale).unwrap_or(fallback)
 }
 
 /// Requests a token for the configured account bound to `node`, and checks that it
@@ -396,12 +377,12 @@ mod tests {
     #[test]
     fn refresh_points_follow_percentages_durations_and_jitter() {
         let t = token(0, 3600);
-        assert_eq!(refresh_at(&t, "20%", 0.0), 2880);
-        assert_eq!(refresh_at(&t, "10m", 0.0), 3000);
-        assert_eq!(refresh_at(&t, "20%", 1.0), 2880 - 72);
+        let at = |text: &str, jitter| refresh_at(&t, text.parse().unwrap(), jitter);
+        assert_eq!(at("20%", 0.0), 2880);
+        assert_eq!(at("10m", 0.0), 3000);
+        assert_eq!(at("20%", 1.0), 2880 - 72);
         // Never sooner than the retry floor after issue, whatever the setting.
-        assert_eq!(refresh_at(&t, "3600s", 1.0), 5);
-        assert_eq!(parse_refresh_before("nonsense", 3600), 720);
+        assert_eq!(at("3600s", 1.0), 5);
     }
 
     #[test]

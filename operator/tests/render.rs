@@ -292,7 +292,7 @@ fn attachment_json_name_is_the_nad_name_and_the_file_is_namespace_dash_name() {
             .unwrap();
         assert_eq!(v["name"], nad_name);
         assert_eq!(file.dir, "/etc/cni/multus/net.d");
-        assert_eq!(file.mode, "0600");
+        assert_eq!(file.mode.to_string(), "0600");
     }
 }
 

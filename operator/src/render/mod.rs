@@ -12,9 +12,8 @@ use multus_crds::bundle::{
     MAX_BUNDLE_BYTES, NodeBundle, PrimaryRule,
 };
 use multus_crds::cni;
-use multus_crds::multus_config::{
-    DEFAULT_REFRESH_BEFORE_EXPIRY, Mode, MultusConfigSpec, ServiceAccountRef,
-};
+use multus_crds::contract::{ContractError, FileMode, RefreshBefore};
+use multus_crds::multus_config::{Mode, MultusConfigSpec, ServiceAccountRef};
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
 use crate::catalog::Catalog;
@@ -22,7 +21,7 @@ use crate::placeholders::{self, NodeFacts};
 use multus::PrimaryAttachment;
 
 /// File mode of every rendered file: configs may carry secrets of plugins (CIS asks 0600).
-pub const FILE_MODE: &str = "0600";
+pub const FILE_MODE: FileMode = FileMode::OWNER_RW;
 
 /// Operator-wide settings the spec may leave out.
 #[derive(Clone, Debug)]
@@ -199,6 +198,15 @@ pub fn render_node(
         data.insert(attachment.file_name.clone(), text);
     }
 
+    let refresh_before_expiry = match &spec.kubeconfig.refresh_before_expiry {
+        None => RefreshBefore::DEFAULT,
+        Some(text) => text
+            .parse()
+            .map_err(|e: ContractError| RenderError::InvalidSpec {
+                field: "kubeconfig.refreshBeforeExpiry",
+                message: e.to_string(),
+            })?,
+    };
     let kubeconfig = spec.kubeconfig.enabled.then(|| KubeconfigSettings {
         path: spec.paths.kubeconfig_path.clone(),
         service_account: spec
@@ -207,11 +215,7 @@ pub fn render_node(
             .clone()
             .unwrap_or_else(|| defaults.service_account.clone()),
         expiration_seconds: spec.kubeconfig.expiration_seconds,
-        refresh_before_expiry: spec
-            .kubeconfig
-            .refresh_before_expiry
-            .clone()
-            .unwrap_or_else(|| DEFAULT_REFRESH_BEFORE_EXPIRY.into()),
+        refresh_before_expiry,
         audiences: spec.kubeconfig.audiences.clone(),
         server: spec.kubeconfig.server.clone(),
         certificate_authority: spec.kubeconfig.certificate_authority.clone(),
@@ -251,7 +255,7 @@ fn file(name: &str, dir: &str, role: FileRole, source: Option<String>) -> Bundle
         key: name.to_string(),
         dir: dir.to_string(),
         name: name.to_string(),
-        mode: FILE_MODE.to_string(),
+        mode: FILE_MODE,
         sha256: String::new(),
         role,
         source,
