@@ -110,6 +110,16 @@ pub fn decide(
         }
     };
     d.findings.conflicted = assignment.conflicted.clone();
+    let budget = match rollout::Budget::parse(&spec.rollout.max_unavailable) {
+        Ok(b) => b,
+        Err(e) => {
+            d.findings.spec_error = Some((
+                "InvalidSpec".into(),
+                format!("spec.rollout.maxUnavailable: {e}"),
+            ));
+            return d;
+        }
+    };
     let catalog = match catalog::build(spec.attachments.as_ref(), &snap.nads, &snap.namespaces) {
         Ok(c) => c,
         Err(e) => {
@@ -179,8 +189,7 @@ pub fn decide(
             )
         })
         .collect();
-    let budget = rollout::budget(&spec.rollout.max_unavailable, bundles.len());
-    let plan = rollout::plan(&states, budget);
+    let plan = rollout::plan(&states, budget.nodes(bundles.len()));
     for node in &plan.write {
         if let Some(bundle) = bundles.remove(node) {
             d.write.push(bundle);

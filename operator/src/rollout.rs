@@ -98,16 +98,46 @@ pub struct Plan {
     pub halted: bool,
 }
 
-/// The rollout budget: `maxUnavailable` as a count of `selected` nodes, at least 1.
-pub fn budget(max_unavailable: &IntOrString, selected: usize) -> usize {
-    let n = match max_unavailable {
-        IntOrString::Int(n) => usize::try_from(*n).unwrap_or(1),
-        IntOrString::String(s) => {
-            let percent: usize = s.trim_end_matches('%').parse().unwrap_or(100);
-            (selected * percent).div_ceil(100)
+/// `maxUnavailable`, parsed: a node count or a share of the selected nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// At least 1.
+    Count(usize),
+    /// 1 to 100 percent, rounded up.
+    Percent(u8),
+}
+
+impl Budget {
+    /// Parses `spec.rollout.maxUnavailable`; anything else than an integer >= 1 or a
+    /// percentage from 1% to 100% is refused, never replaced by a default.
+    pub fn parse(max_unavailable: &IntOrString) -> Result<Budget, String> {
+        let refused = |found: String| {
+            format!("{found} is not an integer >= 1 or a percentage from 1% to 100%")
+        };
+        match max_unavailable {
+            IntOrString::Int(n) => usize::try_from(*n)
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(Budget::Count)
+                .ok_or_else(|| refused(n.to_string())),
+            IntOrString::String(s) => s
+                .strip_suffix('%')
+                .filter(|p| !p.starts_with('0'))
+                .and_then(|p| p.parse::<u8>().ok())
+                .filter(|p| (1..=100).contains(p))
+                .map(Budget::Percent)
+                .ok_or_else(|| refused(format!("{s:?}"))),
         }
-    };
-    n.max(1)
+    }
+
+    /// How many of `selected` nodes may update at once; at least 1.
+    pub fn nodes(self, selected: usize) -> usize {
+        match self {
+            Budget::Count(n) => n,
+            Budget::Percent(p) => (selected * usize::from(p)).div_ceil(100),
+        }
+        .max(1)
+    }
 }
 
 /// Chooses the nodes to update. New nodes always get their bundle (they have nothing to
@@ -197,10 +227,26 @@ mod tests {
 
     #[test]
     fn budget_counts_or_rounds_percentages_up_and_is_never_zero() {
-        assert_eq!(budget(&IntOrString::Int(2), 10), 2);
-        assert_eq!(budget(&IntOrString::String("25%".into()), 10), 3);
-        assert_eq!(budget(&IntOrString::String("1%".into()), 10), 1);
-        assert_eq!(budget(&IntOrString::Int(0), 10), 1);
+        let nodes = |v: IntOrString, selected| Budget::parse(&v).unwrap().nodes(selected);
+        assert_eq!(nodes(IntOrString::Int(2), 10), 2);
+        assert_eq!(nodes(IntOrString::String("25%".into()), 10), 3);
+        assert_eq!(nodes(IntOrString::String("1%".into()), 10), 1);
+        assert_eq!(nodes(IntOrString::String("100%".into()), 0), 1);
+    }
+
+    #[test]
+    fn a_budget_outside_its_type_is_refused_not_defaulted() {
+        for bad in [
+            IntOrString::Int(0),
+            IntOrString::Int(-3),
+            IntOrString::String("0%".into()),
+            IntOrString::String("150%".into()),
+            IntOrString::String("05%".into()),
+            IntOrString::String("3".into()),
+            IntOrString::String("half".into()),
+        ] {
+            assert!(Budget::parse(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
