@@ -103,6 +103,8 @@ struct Agent {
     reporter: Reporter,
     /// sha256 per host path of what this run last wrote (see [`HostFiles`]).
     last_written: BTreeMap<String, String>,
+    /// Consecutive passes that failed on the disk; each is retried after a back-off.
+    disk_failures: u32,
     /// The backup directory, resolved, when taking over upstream's files.
     backup_dir: Option<PathBuf>,
     metrics: Metrics,
@@ -136,6 +138,7 @@ pub async fn run(
         swept: Vec::new(),
         reporter: Reporter::new(client.clone(), &settings.namespace),
         last_written: BTreeMap::new(),
+        disk_failures: 0,
         backup_dir,
         metrics,
         settings,
@@ -193,10 +196,15 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         let next_token = agent.seconds_until_token_work();
-        let (wait, timer) = match next_token {
+        let (mut wait, mut timer) = match next_token {
             Some(s) if s < RESYNC.as_secs() => (Duration::from_secs(s.max(1)), Trigger::Token),
             _ => (RESYNC, Trigger::Resync),
         };
+        if let Some(retry) = disk_retry(agent.disk_failures)
+            && retry < wait
+        {
+            (wait, timer) = (retry, Trigger::Retry);
+        }
         let mut trigger = None;
         tokio::select! {
             () = &mut shutdown => break,
@@ -277,6 +285,11 @@ pub async fn run(
     Ok(())
 }
 
+/// Back-off after `failures` consecutive disk failures: 1 s doubling to 30 s; none without.
+fn disk_retry(failures: u32) -> Option<Duration> {
+    (failures > 0).then(|| Duration::from_secs((1u64 << (failures - 1).min(5)).min(30)))
+}
+
 impl Agent {
     /// Seconds until the token needs attention, when a bundle wants a kubeconfig.
     fn seconds_until_token_work(&self) -> Option<u64> {
@@ -349,8 +362,15 @@ impl Agent {
             backup_dir: self.backup_dir.as_deref(),
         };
         let (state, message) = match host.execute(&plan, &self.metrics) {
-            Err(e) => (AgentState::Failed, e.to_string()),
-            Ok(()) => (plan.state, plan.message.clone().unwrap_or_default()),
+            Err(e) => {
+                self.disk_failures = self.disk_failures.saturating_add(1);
+                tracing::warn!(error = %e, failures = self.disk_failures, "a file operation failed; retrying");
+                (AgentState::Failed, e.to_string())
+            }
+            Ok(()) => {
+                self.disk_failures = 0;
+                (plan.state, plan.message.clone().unwrap_or_default())
+            }
         };
         let token_error = self.token_problem(&bundle.manifest);
         let message = match (message.is_empty(), token_error) {
@@ -417,5 +437,30 @@ impl Agent {
         self.rotation
             .failing()
             .then(|| "the last token request failed; retrying".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_failures_are_retried_after_a_back_off_doubling_to_thirty_seconds() {
+        let seconds: Vec<Option<u64>> =
+            (0..9).map(|n| disk_retry(n).map(|d| d.as_secs())).collect();
+        assert_eq!(
+            seconds,
+            vec![
+                None,
+                Some(1),
+                Some(2),
+                Some(4),
+                Some(8),
+                Some(16),
+                Some(30),
+                Some(30),
+                Some(30)
+            ]
+        );
     }
 }

@@ -64,20 +64,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<WriteOutcome
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err("remove stale", &temp)(e)),
     }
-    {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&temp)
-            .map_err(err("create", &temp))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(err("chmod", &temp))?;
-        file.write_all(bytes).map_err(err("write", &temp))?;
-        file.sync_all().map_err(err("fsync", &temp))?;
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&temp)
+        .map_err(err("create", &temp))
+        .and_then(|mut file| {
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(err("chmod", &temp))?;
+            file.write_all(bytes).map_err(err("write", &temp))?;
+            file.sync_all().map_err(err("fsync", &temp))
+        })
+        .and_then(|()| fs::rename(&temp, path).map_err(err("rename into", path)));
+    if let Err(e) = written {
+        // Nothing half-written stays behind: a full disk or a read-only directory leaves
+        // the old file (or none) and no temp file.
+        let _ = fs::remove_file(&temp);
+        return Err(e);
     }
-    fs::rename(&temp, path).map_err(err("rename into", path))?;
     sync_dir(dir)?;
     Ok(WriteOutcome::Written)
 }
@@ -152,6 +158,22 @@ fn sync_dir(dir: &Path) -> Result<(), FsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_no_temp_file_and_the_old_content() {
+        let dir = tempfile::tempdir().unwrap();
+        // The rename fails: a directory stands where the file should go.
+        let target = dir.path().join("00-multus.conf");
+        fs::create_dir(&target).unwrap();
+        assert!(write_atomic(&target, b"{}", 0o600).is_err());
+        let left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec!["00-multus.conf".to_string()]);
+        assert!(target.is_dir());
+    }
 
     #[test]
     fn a_backup_never_overwrites_an_earlier_one_and_is_not_repeated() {

@@ -19,14 +19,17 @@ pub enum Trigger {
     Token,
     /// The periodic full pass.
     Resync,
+    /// A pass that failed on the disk (full, read-only) is retried with back-off.
+    Retry,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 4] = [
+    pub const ALL: [Trigger; 5] = [
         Trigger::Disk,
         Trigger::Bundle,
         Trigger::Token,
         Trigger::Resync,
+        Trigger::Retry,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Trigger {
             Trigger::Bundle => "bundle",
             Trigger::Token => "token",
             Trigger::Resync => "resync",
+            Trigger::Retry => "retry",
         }
     }
 }
