@@ -425,8 +425,16 @@ mod tests {
     fn a_contract_value_outside_its_type_refuses_the_bundle_naming_it() {
         let data = sample().to_configmap_data().unwrap();
         for (from, to, named) in [
-            ("\"mode\": \"0600\"", "\"mode\": \"rw-------\"", "file mode \"rw-------\""),
-            ("\"mode\": \"0600\"", "\"mode\": \"0999\"", "file mode \"0999\""),
+            (
+                "\"mode\": \"0600\"",
+                "\"mode\": \"rw-------\"",
+                "file mode \"rw-------\"",
+            ),
+            (
+                "\"mode\": \"0600\"",
+                "\"mode\": \"0999\"",
+                "file mode \"0999\"",
+            ),
         ] {
             let mut data = data.clone();
             assert!(data[MANIFEST_KEY].contains(from), "{}", data[MANIFEST_KEY]);
