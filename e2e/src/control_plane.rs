@@ -64,6 +64,8 @@ pub struct ControlPlane {
     processes: Mutex<Vec<Supervised>>,
     /// How kube-apiserver was started, to start it again after [`Self::stop_apiserver`].
     apiserver_args: Vec<String>,
+    /// How etcd was started, for [`Self::restart_etcd`].
+    etcd_args: Vec<String>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -241,6 +243,7 @@ impl ControlPlane {
             real_nodes,
             processes: Mutex::new(processes),
             apiserver_args: apiserver_args_kept,
+            etcd_args: etcd_args.clone(),
         };
         cp.wait_ready("kube-apiserver", "/readyz")?;
         // The CRDs go in before kube-controller-manager starts: its garbage collector
@@ -432,6 +435,48 @@ impl ControlPlane {
         )?;
         self.lock().push(p);
         self.wait_ready("kube-apiserver", "/readyz")
+    }
+
+    /// Stops etcd and starts it again on the same ports and data, as a restart of the
+    /// cluster's store does; returns once it answers its health endpoint.
+    pub fn restart_etcd(&self) -> Result<(), E2eError> {
+        {
+            let mut processes = self.lock();
+            if let Some(i) = processes.iter().position(|p| p.name == "etcd") {
+                let mut p = processes.remove(i);
+                p.stop();
+            }
+        }
+        let p = Supervised::start(
+            "etcd",
+            &bin("etcd")?,
+            &self.etcd_args,
+            &self.dir.join("etcd.log"),
+        )?;
+        self.lock().push(p);
+        let url = self
+            .etcd_args
+            .iter()
+            .find_map(|a| a.strip_prefix("--listen-client-urls="))
+            .unwrap_or_default()
+            .to_string();
+        let etcdctl = bin("etcdctl")?;
+        let healthy = wait_until(READY_TIMEOUT, || {
+            std::net::TcpStream::connect(url.trim_start_matches("http://")).is_ok()
+                && Command::new(&etcdctl)
+                    .args(["--endpoints", &url, "endpoint", "health"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        });
+        if healthy {
+            Ok(())
+        } else {
+            Err(E2eError::NotReady {
+                component: "etcd".into(),
+                timeout: READY_TIMEOUT,
+                log: std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default(),
+            })
+        }
     }
 
     /// Stops every process, newest first, and removes the state directory.
