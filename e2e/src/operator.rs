@@ -61,6 +61,7 @@ impl RunningOperator {
             settings,
             task_metrics,
             task_ready,
+            multus_operator::lease::LeaderGuard::always(),
             shutdown,
         ));
         RunningOperator {

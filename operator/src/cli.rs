@@ -119,8 +119,6 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    LeaseLost(#[from] crate::lease::LeaseError),
     #[error("cannot {what}: {source}")]
     Kube {
         what: &'static str,

@@ -1,5 +1,5 @@
 //! Prometheus metrics of the operator: reconciles, failures by reason, duration, API writes
-//! by kind, and nodes by state.
+//! by kind, nodes by state, leadership, and objects that cannot be decoded.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +27,11 @@ pub struct NodeStateLabel {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
 /// Every metric, plus the registry that serves them.
 #[derive(Clone)]
 pub struct Metrics {
@@ -38,6 +43,12 @@ pub struct Metrics {
     pub duration: Histogram,
     pub writes: Family<WriteLabel, Counter>,
     pub nodes: Family<NodeStateLabel, Gauge>,
+    /// 1 while this replica may write (leads, lease renewed in time), else 0.
+    pub leader: Gauge,
+    /// Times this replica stopped leading because its lease was lost or lapsed.
+    pub step_downs: Counter,
+    /// Objects of a watched kind in the caches that cannot be decoded, by kind.
+    pub undecodable: Family<KindLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -49,6 +60,9 @@ impl Default for Metrics {
         let duration = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
         let writes = Family::<WriteLabel, Counter>::default();
         let nodes = Family::<NodeStateLabel, Gauge>::default();
+        let leader = Gauge::default();
+        let step_downs = Counter::default();
+        let undecodable = Family::<KindLabel, Gauge>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconciles_succeeded",
@@ -71,6 +85,21 @@ impl Default for Metrics {
             writes.clone(),
         );
         registry.register("nodes", "Selected nodes by rollout state", nodes.clone());
+        registry.register(
+            "leader",
+            "1 while this replica leads and may write, else 0",
+            leader.clone(),
+        );
+        registry.register(
+            "leader_step_downs",
+            "Times this replica stopped leading because its lease was lost or not renewed in time",
+            step_downs.clone(),
+        );
+        registry.register(
+            "undecodable_objects",
+            "Watched objects that cannot be decoded and are left out, by kind",
+            undecodable.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reconciles,
@@ -79,6 +108,9 @@ impl Default for Metrics {
             duration,
             writes,
             nodes,
+            leader,
+            step_downs,
+            undecodable,
         }
     }
 }
@@ -107,6 +139,15 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
+    }
+
+    /// The undecodable-objects gauge of `kind`.
+    pub fn undecodable(&self, kind: &str) -> Gauge {
+        self.undecodable
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .clone()
     }
 
     /// Total writes of every kind so far.

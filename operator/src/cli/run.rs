@@ -10,7 +10,8 @@ use multus_crds::multus_config::ServiceAccountRef;
 use super::{CliError, parse_service_account};
 use crate::admin::{self, Readiness};
 use crate::controller::{self, Settings};
-use crate::lease::LeaseLock;
+use crate::lease::fence::WriteFenceLayer;
+use crate::lease::{LeaderGuard, LeaseLock};
 use crate::metrics::Metrics;
 use crate::render::RenderDefaults;
 
@@ -32,6 +33,11 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long = "lease-name", default_value = "multus-operator")]
     pub lease_name: String,
+    /// Seconds a Lease lasts without renewal. The leader renews every quarter of it and stops
+    /// writing two thirds of it after its last successful renewal; a standby takes over only
+    /// after seeing the Lease unchanged for all of it.
+    #[arg(long = "lease-duration-seconds", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_duration_seconds: u64,
     /// This replica's identity in the Lease (default: the pod name, else the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -102,15 +108,31 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
 }
 
 async fn serve(args: RunArgs) -> Result<(), CliError> {
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .map_err(CliError::Client)?;
+        .map_err(|e| CliError::Client(kube::Error::InferConfig(e)))?;
+    // The Lease is renewed through a plain client; everything the controller writes goes
+    // through a client fenced by the lease guard.
+    let client = kube::Client::try_from(config.clone()).map_err(CliError::Client)?;
+    let lock = args.leader_elect.then(|| {
+        Arc::new(LeaseLock::new(
+            client,
+            &args.namespace,
+            &args.lease_name,
+            &args.identity.clone().unwrap_or_else(hostname),
+            Duration::from_secs(args.lease_duration_seconds),
+        ))
+    });
+    let guard = lock
+        .as_ref()
+        .map_or_else(LeaderGuard::always, |l| l.guard());
+    let fenced = kube::client::ClientBuilder::try_from(config)
+        .map_err(CliError::Client)?
+        .with_layer(&WriteFenceLayer(guard.clone()))
+        .build();
     let metrics = Metrics::default();
-    let ready = Readiness::default();
+    let ready = Readiness::with_leader(guard.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
     let bound = admin::serve(
         args.metrics_bind_address,
         metrics.clone(),
@@ -124,49 +146,103 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
     })?;
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
 
-    let signal_tx = stop_tx.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received; shutting down");
-        let _ = signal_tx.send(true);
+        let _ = stop_tx.send(true);
     });
 
-    let mut leadership = None;
-    if args.leader_elect {
-        let identity = args.identity.clone().unwrap_or_else(hostname);
-        let lock = Arc::new(LeaseLock::new(
-            client.clone(),
-            &args.namespace,
-            &args.lease_name,
-            &identity,
-            Duration::from_secs(15),
-        ));
-        ready.set_standby();
+    let Some(lock) = lock else {
+        run_controller(&args, fenced, &metrics, &ready, guard, stop_rx).await;
+        tracing::info!("stopped");
+        return Ok(());
+    };
+    ready.set_standby();
+    // One term of leadership per turn: wait for the Lease, lead until the process stops
+    // (release the Lease and exit) or the Lease is lost or lapses (step down: the guard has
+    // already fenced every write; wait as a standby again).
+    loop {
         tokio::select! {
             () = lock.acquire() => {}
             () = stopped(stop_rx.clone()) => return Ok(()),
         }
         ready.set_syncing();
-        let lost_tx = stop_tx.clone();
+        let (term_tx, term_rx) = tokio::sync::watch::channel(false);
         let holder = lock.clone();
         let renewing = tokio::spawn(async move {
             let why = holder.hold().await;
-            tracing::error!(error = %why, "leadership lost; stopping");
-            let _ = lost_tx.send(true);
+            let _ = term_tx.send(true);
             why
         });
-        leadership = Some((lock, renewing));
+        let term_over = {
+            let (mut process, mut term) = (stop_rx.clone(), term_rx.clone());
+            async move {
+                tokio::select! {
+                    _ = process.wait_for(|s| *s) => {}
+                    _ = term.wait_for(|s| *s) => {}
+                }
+            }
+        };
+        let (end_tx, end_rx) = tokio::sync::watch::channel(false);
+        let forward = tokio::spawn(async move {
+            term_over.await;
+            let _ = end_tx.send(true);
+        });
+        run_controller(
+            &args,
+            fenced.clone(),
+            &metrics,
+            &ready,
+            guard.clone(),
+            end_rx,
+        )
+        .await;
+        forward.abort();
+        if *stop_rx.borrow() {
+            renewing.abort();
+            // Nothing is written any more: hand over to a standby at once.
+            let _ = tokio::time::timeout(Duration::from_secs(2), lock.release()).await;
+            tracing::info!("stopped");
+            return Ok(());
+        }
+        match renewing.await {
+            Ok(why) => {
+                tracing::error!(error = %why, "leadership lost; stepped down, waiting for the lease again")
+            }
+            Err(e) => tracing::error!(error = %e, "lease renewal task failed; stepped down"),
+        }
+        // A lapsed Lease still naming us is handed over at once (conditional on its version).
+        let _ = tokio::time::timeout(Duration::from_secs(2), lock.release()).await;
+        metrics.step_downs.inc();
+        ready.set_stepped_down();
     }
+}
 
+/// Completes once `rx` turns true (or its sender is gone).
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Runs the controller until `stop` turns true, then waits up to [`SHUTDOWN_GRACE`] for
+/// reconciles in flight.
+async fn run_controller(
+    args: &RunArgs,
+    client: kube::Client,
+    metrics: &Metrics,
+    ready: &Readiness,
+    leader: LeaderGuard,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let controller = controller::run(
         client,
         args.settings(),
-        metrics,
-        ready,
-        stopped(stop_rx.clone()),
+        metrics.clone(),
+        ready.clone(),
+        leader,
+        stopped(stop.clone()),
     );
     let grace_over = async {
-        stopped(stop_rx).await;
+        stopped(stop).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
@@ -176,20 +252,6 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
             "reconciles still running at the end of the shutdown grace period; stopping without them"
         ),
     }
-    if let Some((lock, mut renewing)) = leadership {
-        // A lost lease ends the renewal task right after it asked for the stop; a renewal
-        // still running means the stop came from a signal.
-        match tokio::time::timeout(Duration::from_millis(200), &mut renewing).await {
-            Ok(Ok(why)) => return Err(why.into()),
-            _ => {
-                renewing.abort();
-                // Nothing is written any more: hand over to a standby at once.
-                let _ = tokio::time::timeout(Duration::from_secs(2), lock.release()).await;
-            }
-        }
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 async fn wait_for_signal() {

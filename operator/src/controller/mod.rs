@@ -1,15 +1,19 @@
 //! The cluster controller: watches MultusConfigs, Nodes, NetworkAttachmentDefinitions,
 //! Namespaces and its own ConfigMaps, and reconciles every MultusConfig when any of them
 //! changes (there are few MultusConfigs; a reconcile renders from in-memory caches).
+//! Every watch decodes through [`DeserializeGuard`], so one object this build cannot decode
+//! is reported ([`undecodable`]) instead of stopping its watch.
 
 mod apply;
 mod reconcile;
 pub mod triggers;
+mod undecodable;
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
 use kube::Client;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -21,6 +25,7 @@ use multus_crds::bundle::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
 use crate::admin::Readiness;
+use crate::lease::LeaderGuard;
 use crate::metrics::Metrics;
 use crate::render::RenderDefaults;
 
@@ -48,11 +53,12 @@ pub struct Settings {
 /// Caches the reconciler reads from.
 #[derive(Clone)]
 pub struct Stores {
-    pub configs: Store<MultusConfig>,
+    pub configs: Store<DeserializeGuard<MultusConfig>>,
+    /// Nodes by their metadata (all the controller reads of them).
     pub nodes: Store<Node>,
-    pub nads: Store<NetworkAttachmentDefinition>,
-    pub namespaces: Store<Namespace>,
-    pub configmaps: Store<ConfigMap>,
+    pub nads: Store<DeserializeGuard<NetworkAttachmentDefinition>>,
+    pub namespaces: Store<DeserializeGuard<Namespace>>,
+    pub configmaps: Store<DeserializeGuard<ConfigMap>>,
     /// Turns true once the caches above (except `configs`, which the controller itself waits
     /// for) hold a full list.
     synced: tokio::sync::watch::Receiver<bool>,
@@ -75,9 +81,9 @@ impl Stores {
 /// waits on the watch channel it sets.
 async fn announce_sync(
     nodes: Store<Node>,
-    nads: Store<NetworkAttachmentDefinition>,
-    namespaces: Store<Namespace>,
-    configmaps: Store<ConfigMap>,
+    nads: Store<DeserializeGuard<NetworkAttachmentDefinition>>,
+    namespaces: Store<DeserializeGuard<Namespace>>,
+    configmaps: Store<DeserializeGuard<ConfigMap>>,
     tx: tokio::sync::watch::Sender<bool>,
     ready: Readiness,
 ) {
@@ -104,15 +110,22 @@ pub struct Context {
     pub stores: Stores,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// Holds while this replica may write (always, without leader election). The client
+    /// above is fenced by the same guard; reconciles check it first to fail early.
+    pub leader: LeaderGuard,
+    /// Undecodable objects already reported, so each version is reported once.
+    pub reported: undecodable::Reported,
 }
 
 /// Runs the controller until `shutdown` completes. Watch errors are retried with backoff
-/// and reconcile errors requeued, so it never stops on its own.
+/// and reconcile errors requeued, so it never stops on its own. `client` should be fenced
+/// by `leader` (see [`crate::lease::fence`]) when more than one replica runs.
 pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Metrics,
     ready: Readiness,
+    leader: LeaderGuard,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let wc = watcher::Config::default();
@@ -123,7 +136,11 @@ pub async fn run(
     let node_events = triggers::node_changes(
         reflector::reflector(
             nodes_w,
-            watcher(Api::<Node>::all(client.clone()), wc.clone()).modify(triggers::slim_node),
+            watcher(
+                Api::<DeserializeGuard<Node>>::all(client.clone()),
+                wc.clone(),
+            )
+            .map(|event| event.map(triggers::node_metadata)),
         )
         .default_backoff(),
     )
@@ -132,7 +149,7 @@ pub async fn run(
     let nad_events = reflector::reflector(
         nads_w,
         watcher(
-            Api::<NetworkAttachmentDefinition>::all(client.clone()),
+            Api::<DeserializeGuard<NetworkAttachmentDefinition>>::all(client.clone()),
             wc.clone(),
         ),
     )
@@ -142,7 +159,10 @@ pub async fn run(
     .boxed();
     let ns_events = reflector::reflector(
         namespaces_w,
-        watcher(Api::<Namespace>::all(client.clone()), wc.clone()),
+        watcher(
+            Api::<DeserializeGuard<Namespace>>::all(client.clone()),
+            wc.clone(),
+        ),
     )
     .default_backoff()
     .touched_objects()
@@ -151,7 +171,7 @@ pub async fn run(
     let cm_events = reflector::reflector(
         configmaps_w,
         watcher(
-            Api::<ConfigMap>::namespaced(client.clone(), &settings.namespace),
+            Api::<DeserializeGuard<ConfigMap>>::namespaced(client.clone(), &settings.namespace),
             wc.clone()
                 .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         ),
@@ -165,15 +185,18 @@ pub async fn run(
         Some(selector) => wc.clone().labels(selector),
         None => wc.clone(),
     };
-    let controller = Controller::new(Api::<MultusConfig>::all(client.clone()), config_wc)
-        .with_config(ControllerConfig::default().debounce(settings.debounce))
-        .reconcile_all_on(stream::select_all([
-            node_events,
-            nad_events,
-            ns_events,
-            cm_events,
-        ]))
-        .graceful_shutdown_on(shutdown);
+    let controller = Controller::new(
+        Api::<DeserializeGuard<MultusConfig>>::all(client.clone()),
+        config_wc,
+    )
+    .with_config(ControllerConfig::default().debounce(settings.debounce))
+    .reconcile_all_on(stream::select_all([
+        node_events,
+        nad_events,
+        ns_events,
+        cm_events,
+    ]))
+    .graceful_shutdown_on(shutdown);
     let (synced_tx, synced) = tokio::sync::watch::channel(false);
     tokio::spawn(announce_sync(
         nodes.clone(),
@@ -204,6 +227,8 @@ pub async fn run(
         stores,
         metrics,
         recorder,
+        leader,
+        reported: undecodable::Reported::default(),
     });
     controller
         .run(reconcile::reconcile, error_policy, ctx)
@@ -223,14 +248,19 @@ fn log_watch_error<K>(event: Result<K, watcher::Error>) {
     }
 }
 
-fn error_policy(config: Arc<MultusConfig>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+fn error_policy(
+    config: Arc<DeserializeGuard<MultusConfig>>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    use kube::Resource;
     if error.is_waiting() {
         // The finalizer stays; agent feedback wakes the controller, this is the fallback.
         return Action::requeue(Duration::from_secs(5));
     }
     ctx.metrics.failed(error.reason());
     tracing::warn!(
-        multusconfig = config.metadata.name.as_deref().unwrap_or_default(),
+        multusconfig = config.meta().name.as_deref().unwrap_or_default(),
         reason = error.reason(),
         error = %error,
         "reconcile failed; retrying"

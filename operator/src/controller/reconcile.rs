@@ -2,6 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -12,8 +13,9 @@ use tracing::Instrument;
 
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
-use super::{Context, FINALIZER, apply};
+use super::{Context, FINALIZER, apply, undecodable};
 use crate::desired::{self, OwnedConfigMap, Snapshot};
+use crate::lease::fence::is_not_leading;
 use crate::rollout::NodeState;
 use crate::status;
 
@@ -25,6 +27,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 pub enum ReconcileError {
     #[error("the caches stopped before they synced")]
     CachesStopped,
+    #[error("not the leader: the leader lease was not renewed in time; nothing written")]
+    NotLeading,
     #[error("{action}: {source}")]
     Kube {
         action: String,
@@ -55,6 +59,8 @@ impl ReconcileError {
     pub fn reason(&self) -> &'static str {
         match self {
             ReconcileError::CachesStopped => "CachesStopped",
+            ReconcileError::NotLeading => "NotLeading",
+            ReconcileError::Kube { source, .. } if is_not_leading(source) => "NotLeading",
             ReconcileError::Kube { .. } => "KubeApi",
             ReconcileError::Serialize(_) => "Serialize",
             ReconcileError::CleanupPending(_) => "CleanupPending",
@@ -72,13 +78,22 @@ impl ReconcileError {
 }
 
 pub async fn reconcile(
-    config: Arc<MultusConfig>,
+    guarded: Arc<DeserializeGuard<MultusConfig>>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let span = tracing::info_span!("reconcile", multusconfig = %config.name_any());
+    let span = tracing::info_span!("reconcile", multusconfig = %guarded.name_any());
     async move {
         let _timer = ctx.metrics.reconcile_started();
+        if !ctx.leader.holds() {
+            return Err(ReconcileError::NotLeading);
+        }
         ctx.stores.wait_synced().await?;
+        undecodable::report(&ctx).await;
+        // An undecodable MultusConfig was reported above; it waits for a change.
+        let Ok(config) = &guarded.0 else {
+            return Ok(Action::await_change());
+        };
+        let config = Arc::new(config.clone());
         let api: Api<MultusConfig> = Api::all(ctx.client.clone());
         let action = finalizer(&api, FINALIZER, config, |event| async {
             match event {
@@ -97,7 +112,7 @@ pub async fn reconcile(
 
 /// The caches as owned data, so a [`Snapshot`] can borrow from it.
 struct Cached {
-    configs: Vec<Arc<MultusConfig>>,
+    configs: Vec<Arc<DeserializeGuard<MultusConfig>>>,
     nodes: Vec<Arc<k8s_openapi::api::core::v1::Node>>,
     nads: Vec<NetworkAttachmentDefinition>,
     namespaces: crate::catalog::NamespaceLabels,
@@ -111,8 +126,9 @@ fn cached(config: &MultusConfig, ctx: &Context) -> Cached {
         .configmaps
         .state()
         .iter()
+        .filter_map(|cm| cm.0.as_ref().ok())
         .filter(|cm| cm.owner_references().iter().any(|o| o.uid == uid))
-        .filter_map(|cm| OwnedConfigMap::from_configmap(cm))
+        .filter_map(OwnedConfigMap::from_configmap)
         .map(|cm| (cm.node.clone(), cm))
         .collect();
     Cached {
@@ -123,7 +139,7 @@ fn cached(config: &MultusConfig, ctx: &Context) -> Cached {
             .nads
             .state()
             .iter()
-            .map(|n| (**n).clone())
+            .filter_map(|n| n.0.as_ref().ok().cloned())
             .collect(),
         namespaces: ctx
             .stores
@@ -145,7 +161,7 @@ fn snapshot<'a>(config: &'a MultusConfig, cached: &'a Cached) -> Snapshot<'a> {
                 cached
                     .configs
                     .iter()
-                    .map(|c| c.as_ref())
+                    .filter_map(|c| c.0.as_ref().ok())
                     .filter(|c| c.metadata.uid != config.metadata.uid),
             )
             .collect(),

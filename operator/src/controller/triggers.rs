@@ -6,6 +6,7 @@
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
+use kube::core::DeserializeGuard;
 use kube::runtime::watcher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -47,6 +48,30 @@ where
 pub fn slim_node(node: &mut Node) {
     node.status = None;
     node.metadata.managed_fields = None;
+}
+
+/// A Node event as the controller keeps it: metadata (and spec) only. A Node whose spec or
+/// status this build cannot decode still counts by its metadata, which always decodes and is
+/// all that selection and placeholders read.
+pub fn node_metadata(event: watcher::Event<DeserializeGuard<Node>>) -> watcher::Event<Node> {
+    let slim = |guarded: DeserializeGuard<Node>| {
+        let mut node = guarded.0.unwrap_or_else(|invalid| {
+            tracing::debug!(node = ?invalid.metadata.name, error = %invalid.error, "node kept by its metadata only");
+            Node {
+                metadata: invalid.metadata,
+                ..Node::default()
+            }
+        });
+        slim_node(&mut node);
+        node
+    };
+    match event {
+        watcher::Event::Apply(n) => watcher::Event::Apply(slim(n)),
+        watcher::Event::InitApply(n) => watcher::Event::InitApply(slim(n)),
+        watcher::Event::Delete(n) => watcher::Event::Delete(slim(n)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +127,23 @@ mod tests {
         let mut n = node(&[("pool", "a")], "1");
         slim_node(&mut n);
         assert!(n.status.is_none());
+        assert_eq!(n.labels().get("pool").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn a_node_with_an_undecodable_status_is_kept_by_its_metadata() {
+        let guarded: DeserializeGuard<Node> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": { "name": "odd", "labels": { "pool": "a" } },
+            "status": { "capacity": 7 },
+        }))
+        .unwrap();
+        assert!(guarded.0.is_err());
+        let Event::Apply(n) = node_metadata(Event::Apply(guarded)) else {
+            panic!("not an Apply");
+        };
+        assert_eq!(n.name_any(), "odd");
         assert_eq!(n.labels().get("pool").map(String::as_str), Some("a"));
     }
 }
