@@ -166,6 +166,12 @@ impl Identities {
         self.write_kubeconfig(cp, "crds", &token)
     }
 
+    /// The token of a DaemonSet pod of the agent's ServiceAccount on `node`: what every
+    /// container of the node pod holds, so also multus-daemon's in thick mode.
+    pub async fn agent_token(&self, node: &str) -> Result<String, E2eError> {
+        self.pod_token("agent", Some(node)).await
+    }
+
     /// A kubeconfig for the agent on `node`: the token of a DaemonSet pod of the agent's
     /// ServiceAccount on that node, which carries the node's name (what the admission
     /// policies key on).

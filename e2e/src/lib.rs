@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod agent_node;
 pub mod binaries;
 pub mod binaries_local;
 pub mod chart;
@@ -29,7 +30,9 @@ pub mod podnet;
 pub mod process;
 pub mod scenario;
 pub mod slot;
+pub mod thick;
 pub mod upstream;
+pub mod upstream_node;
 
 pub use control_plane::{ControlPlane, E2eError};
 pub use fixtures::unique_name;

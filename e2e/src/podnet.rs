@@ -17,6 +17,8 @@ use std::process::{Command, Output, Stdio};
 use crate::E2eError;
 use crate::binaries::bin_dir;
 
+pub use crate::agent_node::AgentNode;
+
 /// Annotation Multus writes the attachment results to.
 pub const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
 /// Annotation a pod names its extra networks in.
@@ -180,8 +182,10 @@ impl PodRef {
             namespace: namespace.into(),
             name: name.into(),
             uid: pod.metadata.uid.unwrap_or_default(),
+            // Unique on this machine like the namespace: Multus caches each attachment under
+            // its container ID in the host's /var/lib/cni/multus, shared by parallel tests.
+            container_id: netns.clone(),
             netns,
-            container_id: format!("e2e-{name}"),
         })
     }
 
@@ -281,168 +285,4 @@ pub fn interfaces_in(netns: &str) -> Result<Vec<String>, E2eError> {
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_string())
         .collect())
-}
-
-/// One simulated node served by our operator and agent with the chart's identities: the
-/// primary a bridge (`podnet`, 198.18.0.0/24), NADs in the test's namespace, and every file
-/// written by the agent on this machine's real paths (host root `/`, directories in the
-/// [`PodHost`]), where the `multus` binary reads them.
-pub struct AgentNode {
-    /// Admin, to set the scenario up and check results.
-    pub client: Client,
-    pub ns: String,
-    pub node: String,
-    pub host: PodHost,
-    pub identities: crate::identities::Identities,
-    operator: Option<crate::operator::RunningOperator>,
-    agent: Option<crate::agent::RunningAgent>,
-    agent_logs: tempfile::TempDir,
-}
-
-impl AgentNode {
-    /// The namespace, node, identities and host with its primary config; nothing runs yet.
-    pub async fn new(cp: &crate::ControlPlane, prefix: &str) -> Result<AgentNode, E2eError> {
-        let client = cp.client().await?;
-        let ns = crate::unique_name(prefix);
-        crate::fixtures::namespace(&client, &ns).await?;
-        let node = format!("{ns}-n1");
-        crate::fixtures::node(&client, &node, &[("pool", &ns)], &[]).await?;
-        let identities = crate::identities::Identities::apply(cp, &ns, "thin").await?;
-        let mut host = PodHost::new(&ns)?;
-        host.write_primary("198.18.0.0/24")?;
-        Ok(AgentNode {
-            client,
-            ns,
-            node,
-            host,
-            identities,
-            operator: None,
-            agent: None,
-            agent_logs: tempfile::tempdir().map_err(io("log directory"))?,
-        })
-    }
-
-    /// Creates (server-side applies) a NAD in the test's namespace.
-    pub async fn nad(&self, name: &str, annotations: Value, config: &str) -> Result<(), E2eError> {
-        let nad = json!({
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": { "name": name, "namespace": self.ns, "annotations": annotations },
-            "spec": { "config": config },
-        });
-        Api::<multus_crds::NetworkAttachmentDefinition>::namespaced(self.client.clone(), &self.ns)
-            .patch(
-                name,
-                &kube::api::PatchParams::apply("e2e").force(),
-                &kube::api::Patch::Apply(&nad),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| E2eError::Kube(format!("apply NAD {name}: {e}")))
-    }
-
-    /// Starts the operator, creates the MultusConfig (`extra` merged over a thin spec whose
-    /// paths are this host's and whose attachments are the test namespace's NADs), starts
-    /// the agent and waits until it applied the bundle.
-    pub async fn start(&mut self, cp: &crate::ControlPlane, extra: Value) -> Result<(), E2eError> {
-        let operator = crate::operator::RunningOperator::start(
-            self.identities.operator_client(cp).await?,
-            &self.ns,
-            &self.ns,
-            std::time::Duration::from_secs(60),
-        );
-        self.operator = Some(operator);
-        let h = &self.host;
-        let mut spec = json!({
-            "nodeSelector": { "matchLabels": { "pool": self.ns } },
-            "primary": { "auto": {} },
-            "paths": {
-                "cniConfDir": h.path("net.d"),
-                "multusConfDir": h.path("multus"),
-                "cniBinDir": bin_dir()?.join("cni").display().to_string(),
-                "kubeconfigPath": h.path("net.d/multus.d/multus.kubeconfig"),
-            },
-            "multus": { "multusNamespace": self.ns, "cniVersion": "0.4.0" },
-            "attachments": { "namespaceSelector": { "matchLabels": {
-                "kubernetes.io/metadata.name": self.ns } } },
-        });
-        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                spec.insert(k.clone(), v.clone());
-            }
-        }
-        let config: multus_crds::MultusConfig = serde_json::from_value(json!({
-            "apiVersion": "operator.multus.dev/v1alpha1",
-            "kind": "MultusConfig",
-            "metadata": { "name": self.ns, "labels": { crate::operator::TEST_LABEL: self.ns } },
-            "spec": spec,
-        }))
-        .map_err(|e| E2eError::Kube(e.to_string()))?;
-        Api::<multus_crds::MultusConfig>::all(self.client.clone())
-            .create(&PostParams::default(), &config)
-            .await
-            .map_err(|e| E2eError::Kube(format!("create MultusConfig: {e}")))?;
-        let options = crate::agent::Launch {
-            state_file: Some(h.path("state/owned-files.json")),
-            log_dir: Some(self.agent_logs.path().to_path_buf()),
-            allowed_dirs: vec![h.path("net.d"), h.path("multus")],
-            ..crate::agent::Launch::default()
-        };
-        let kubeconfig = self.identities.agent_kubeconfig(cp, &self.node).await?;
-        let agent = crate::agent::RunningAgent::launch(
-            &kubeconfig,
-            &self.ns,
-            &self.node,
-            Path::new("/"),
-            &options,
-        )
-        .await?;
-        agent
-            .wait_ready(
-                "agent applied the bundle",
-                std::time::Duration::from_secs(60),
-            )
-            .await;
-        self.agent = Some(agent);
-        Ok(())
-    }
-
-    /// The agent's Multus config on disk.
-    pub fn multus_config(&self) -> PathBuf {
-        self.host.root().join("net.d/00-multus.conf")
-    }
-
-    /// A pod on this node asking for `networks`, with its network namespace.
-    pub async fn pod(&mut self, name: &str, networks: &str) -> Result<PodRef, E2eError> {
-        PodRef::create(
-            &self.client,
-            &mut self.host,
-            &self.ns,
-            name,
-            &self.node,
-            networks,
-        )
-        .await
-    }
-
-    /// Runs the thin `multus` binary for `pod` with the agent's config.
-    pub async fn multus(&self, command: &'static str, pod: &PodRef) -> Result<Output, E2eError> {
-        cni_file(
-            crate::binaries::bin("multus")?,
-            command,
-            self.multus_config(),
-            pod,
-        )
-        .await
-    }
-
-    /// Stops the agent (files stay) and the operator.
-    pub async fn stop(mut self) {
-        if let Some(agent) = self.agent.take() {
-            agent.terminate().await;
-        }
-        if let Some(operator) = self.operator.take() {
-            operator.stop().await;
-        }
-    }
 }

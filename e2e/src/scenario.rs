@@ -8,13 +8,15 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use multus_crds::MultusConfig;
-use multus_crds::bundle::node_configmap_name;
+use multus_crds::bundle::{feedback, node_configmap_name};
 
+use crate::agent::{Launch, RunningAgent};
 use crate::identities::Identities;
-use crate::operator::{RunningOperator, TEST_LABEL};
+use crate::operator::{RunningOperator, TEST_LABEL, eventually};
 use crate::{ControlPlane, E2eError, fixtures, unique_name};
 
 /// Calico's config, the primary network in the tests.
@@ -109,5 +111,39 @@ impl OneNode {
         Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
             .get_opt(&node_configmap_name(&self.node))
             .await
+    }
+
+    /// Starts the node's agent as its DaemonSet pod would run it, on the host root.
+    pub async fn agent(&self) -> Result<RunningAgent, E2eError> {
+        self.agent_with(&Launch::default()).await
+    }
+
+    /// Like [`Self::agent`], with other launch options.
+    pub async fn agent_with(&self, options: &Launch) -> Result<RunningAgent, E2eError> {
+        RunningAgent::launch(
+            &self.agent_kubeconfig,
+            &self.ns,
+            &self.node,
+            self.root.path(),
+            options,
+        )
+        .await
+    }
+
+    /// Waits until the agent reports `state` on the ConfigMap; returns its annotations.
+    /// Panics after `timeout`, naming the state and the last report.
+    pub async fn wait_state(&self, state: &str, timeout: Duration) -> BTreeMap<String, String> {
+        eventually(&format!("agent state {state}"), timeout, || async {
+            let cm = self.configmap().await.map_err(|e| e.to_string())?;
+            let annotations = cm.and_then(|c| c.metadata.annotations).unwrap_or_default();
+            match annotations.get(feedback::STATE) {
+                Some(s) if s == state => Ok(annotations),
+                other => Err(format!(
+                    "{other:?} {:?}",
+                    annotations.get(feedback::LAST_ERROR)
+                )),
+            }
+        })
+        .await
     }
 }

@@ -7,7 +7,7 @@
 //! nothing of the machine's is touched. Where the DaemonSet mounts the host at `/host`, the
 //! same directories are passed under the test's host root instead.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -31,12 +31,48 @@ mount --bind \"$1\" /run/secrets/kubernetes.io/serviceaccount
 shift
 exec \"$@\"";
 
+/// Binary `name` of an older Multus release built by `e2e/testenv` (`multus-<release>/`).
+pub fn release_bin(release: &str, name: &str) -> Result<PathBuf, E2eError> {
+    bin(&format!("multus-{release}/{name}"))
+}
+
+/// Which thin entrypoint to run and how its DaemonSet configures it.
+pub struct Entrypoint<'a> {
+    /// `None`: the release `e2e/testenv` builds as its main Multus (v4.3.0); otherwise an
+    /// older release such as `v4.0.2`.
+    pub release: Option<&'a str>,
+    /// `--multus-conf-file`: `auto`, or the file the DaemonSet mounts from its ConfigMap.
+    pub conf_file: &'a str,
+    /// Log file name in the work directory.
+    pub log: &'a str,
+}
+
+impl Entrypoint<'_> {
+    /// The DaemonSet of the release `e2e/testenv` builds, in auto mode.
+    pub const LATEST_AUTO: Entrypoint<'static> = Entrypoint {
+        release: None,
+        conf_file: "auto",
+        log: "thin_entrypoint.log",
+    };
+}
+
 /// Starts upstream's `thin_entrypoint` (the Multus release built by `e2e/testenv`) with
 /// its thin DaemonSet's arguments (`--multus-conf-file=auto`, auto-config and CNI config
 /// directory = the host's `/etc/cni/net.d`) on `host_root`. It writes the kubeconfig and
 /// `00-multus.conf(list)`, then sleeps until a signal; files are left on exit, as the
 /// DaemonSet leaves them. `work` holds the pod files for the run.
 pub fn thin_entrypoint(
+    host_root: &Path,
+    pod: &InCluster<'_>,
+    work: &Path,
+) -> Result<Child, E2eError> {
+    thin_entrypoint_of(&Entrypoint::LATEST_AUTO, host_root, pod, work)
+}
+
+/// Like [`thin_entrypoint`] for any release and `--multus-conf-file`. The entrypoint
+/// copies the release's own `multus` binary into the host's `opt/cni/bin`.
+pub fn thin_entrypoint_of(
+    which: &Entrypoint<'_>,
     host_root: &Path,
     pod: &InCluster<'_>,
     work: &Path,
@@ -56,7 +92,14 @@ pub fn thin_entrypoint(
         .trim_start_matches("https://")
         .rsplit_once(':')
         .ok_or_else(|| E2eError::Io(format!("no port in {}", pod.cp.server)))?;
-    let log = std::fs::File::create(work.join("thin_entrypoint.log")).map_err(io("log"))?;
+    let log = std::fs::File::create(work.join(which.log)).map_err(io("log"))?;
+    let (entrypoint, multus) = match which.release {
+        None => (bin("thin_entrypoint")?, bin("multus")?),
+        Some(r) => (
+            release_bin(r, "thin_entrypoint")?,
+            release_bin(r, "multus")?,
+        ),
+    };
     let mut command = Command::new("unshare");
     command
         .args([
@@ -70,17 +113,26 @@ pub fn thin_entrypoint(
             "sh",
         ])
         .arg(&sa)
-        .arg(bin("thin_entrypoint")?)
-        .arg("--multus-conf-file=auto")
+        .arg(entrypoint)
+        .arg(format!("--multus-conf-file={}", which.conf_file))
         .arg(format!("--multus-autoconfig-dir={}", host("etc/cni/net.d")))
         .arg(format!("--cni-conf-dir={}", host("etc/cni/net.d")))
         // The image's defaults, /host/opt/cni/bin and /usr/src/multus-cni/bin/multus.
         .arg(format!("--cni-bin-dir={}", host("opt/cni/bin")))
+        .arg(format!("--multus-bin-file={}", multus.display()))
+        // The default, the host's /etc/cni/net.d/multus.d/multus.kubeconfig, on this root.
         .arg(format!(
+            "--multus-kubeconfig-file-host={}",
+            host("etc/cni/net.d/multus.d/multus.kubeconfig")
+        ));
+    // v4.0.x has no such flag (and exits on unknown flags).
+    if which.release.is_none() {
+        command.arg(format!(
             "--multus-cni-conf-dir={}",
             host("etc/cni/multus/net.d")
-        ))
-        .arg(format!("--multus-bin-file={}", bin("multus")?.display()))
+        ));
+    }
+    command
         .env("KUBERNETES_SERVICE_HOST", address)
         .env("KUBERNETES_SERVICE_PORT", port)
         .stdin(Stdio::null())

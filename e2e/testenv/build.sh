@@ -21,7 +21,10 @@ die() { log "ERROR: $*"; exit 1; }
 
 command -v go >/dev/null 2>&1 || die "go not found in PATH (need Go >= 1.26)"
 
+# multus-v*: older Multus releases, each shown failing in e2e/tests/upstream_failures.rs.
+multus_releases=(v4.0.2 v4.1.0)
 modules=(kube etcd helm multus plugins)
+for r in "${multus_releases[@]}"; do modules+=("multus-$r"); done
 
 # ---- cache key: sha256 over build.sh and every go.mod/go.sum (path + content)
 key="$(
@@ -103,6 +106,17 @@ multus_ldflags+=" -X $multus_mod/pkg/multus.commit=${multus_commit:-unknown}"
 multus_ldflags+=" -X $multus_mod/pkg/multus.gitTreeState=clean"
 multus_ldflags+=" -X $multus_mod/pkg/multus.releaseStatus=,released"
 multus_ldflags+=" -X $multus_mod/pkg/multus.date=$(modtime multus "$multus_mod")"
+# The same flags for an older release, built from its own module e2e/testenv/multus-<release>/.
+release_ldflags() {
+	local dir="multus-$1" ver commit
+	ver="$(modver "$dir" "$multus_mod")"
+	commit="$(modcommit "$dir" "$multus_mod" "$ver")"
+	printf -- '-s -w -X %s/pkg/multus.version=%s -X %s/pkg/multus.commit=%s' \
+		"$multus_mod" "$ver" "$multus_mod" "${commit:-unknown}"
+	printf -- ' -X %s/pkg/multus.gitTreeState=clean -X %s/pkg/multus.releaseStatus=,released' \
+		"$multus_mod" "$multus_mod"
+	printf -- ' -X %s/pkg/multus.date=%s' "$multus_mod" "$(modtime "$dir" "$multus_mod")"
+}
 
 plugins_mod=github.com/containernetworking/plugins
 plugins_ver="$(modver plugins "$plugins_mod")"
@@ -125,6 +139,17 @@ done
 # install_multus copies bin/passthru next to the Multus binary; upstream's hack/build-go.sh
 # builds it from cmd/passthru-cni under that name.
 targets+=("passthru|multus|$multus_mod/cmd/passthru-cni|multus_ldflags")
+# Older releases land in a sub-directory named after the release, e.g. multus-v4.0.2/multus.
+# v4.0.2: thin entrypoint and plugin (#1295 kubeconfig only in auto mode, #1130 self-delegation).
+# v4.1.0: thick daemon and shim (#1362 confDir dropped from the daemon config).
+multus_v4_0_2_ldflags="$(release_ldflags v4.0.2)"
+multus_v4_1_0_ldflags="$(release_ldflags v4.1.0)"
+for c in thin_entrypoint multus; do
+	targets+=("multus-v4.0.2/$c|multus-v4.0.2|$multus_mod/cmd/$c|multus_v4_0_2_ldflags")
+done
+for c in multus-daemon multus-shim; do
+	targets+=("multus-v4.1.0/$c|multus-v4.1.0|$multus_mod/cmd/$c|multus_v4_1_0_ldflags")
+done
 for p in main/bridge main/macvlan main/ipvlan main/loopback main/ptp ipam/host-local ipam/static meta/tuning; do
 	targets+=("cni/${p##*/}|plugins|$plugins_mod/plugins/$p|plugins_ldflags")
 done
@@ -133,6 +158,7 @@ log "cache miss: building ${#targets[@]} binaries into $out"
 log "versions: kubernetes $kube_ver, etcd $etcd_ver, helm $helm_ver, multus $multus_ver, cni-plugins $plugins_ver ($(go version))"
 
 mkdir -p "$tmp/cni"
+for r in "${multus_releases[@]}"; do mkdir -p "$tmp/multus-$r"; done
 t_start=$SECONDS
 timings=()
 i=0
@@ -152,6 +178,9 @@ total=$((SECONDS - t_start))
 {
 	printf 'kubernetes %s\netcd %s\nhelm %s\nmultus-cni %s (commit %s)\ncni-plugins %s\n' \
 		"$kube_ver" "$etcd_ver" "$helm_ver" "$multus_ver" "${multus_commit:-unknown}" "$plugins_ver"
+	for r in "${multus_releases[@]}"; do
+		printf 'multus-cni %s in multus-%s/\n' "$(modver "multus-$r" "$multus_mod")" "$r"
+	done
 	go version
 	printf 'built %s in %ss\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$total"
 	printf '  %s\n' "${timings[@]}"

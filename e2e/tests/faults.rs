@@ -117,18 +117,7 @@ async fn with_attachment(prefix: &str, pad: usize) -> OneNode {
 }
 
 async fn wait_state(scenario: &OneNode, state: &str) -> BTreeMap<String, String> {
-    eventually(&format!("agent state {state}"), WAIT, || async {
-        let cm = scenario.configmap().await.map_err(|e| e.to_string())?;
-        let annotations = cm.and_then(|c| c.metadata.annotations).unwrap_or_default();
-        match annotations.get(feedback::STATE) {
-            Some(s) if s == state => Ok(annotations),
-            other => Err(format!(
-                "{other:?} {:?}",
-                annotations.get(feedback::LAST_ERROR)
-            )),
-        }
-    })
-    .await
+    scenario.wait_state(state, WAIT).await
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
@@ -151,14 +140,7 @@ async fn a_full_disk_leaves_no_partial_file_reports_failed_and_recovers_when_spa
     let scenario = with_attachment("diskfull", 40 * 1024).await;
     let root = scenario.root.path();
     let disk = Mounted::tmpfs(&root.join(ATTACHMENTS), "16k");
-    let agent = RunningAgent::start_as(
-        &scenario.agent_kubeconfig,
-        &scenario.ns,
-        &scenario.node,
-        root,
-    )
-    .await
-    .unwrap();
+    let agent = scenario.agent().await.unwrap();
     let annotations = wait_state(&scenario, "Failed").await;
     let message = &annotations[feedback::LAST_ERROR];
     assert!(message.contains("No space left on device"), "{message}");
@@ -196,14 +178,7 @@ async fn a_read_only_directory_reports_failed_and_recovers_when_writable_again()
     let scenario = with_attachment("readonly", 16).await;
     let root = scenario.root.path();
     let mount = Mounted::read_only(&root.join(ATTACHMENTS));
-    let agent = RunningAgent::start_as(
-        &scenario.agent_kubeconfig,
-        &scenario.ns,
-        &scenario.node,
-        root,
-    )
-    .await
-    .unwrap();
+    let agent = scenario.agent().await.unwrap();
     let annotations = wait_state(&scenario, "Failed").await;
     let message = &annotations[feedback::LAST_ERROR];
     assert!(message.contains("Read-only file system"), "{message}");
@@ -224,14 +199,7 @@ async fn a_node_deleted_while_its_agent_runs_leaves_its_files_and_the_new_nodes_
     let _slot = multus_e2e::test_slot!();
     let scenario = with_attachment("nodegone", 16).await;
     let root = scenario.root.path();
-    let agent = RunningAgent::start_as(
-        &scenario.agent_kubeconfig,
-        &scenario.ns,
-        &scenario.node,
-        root,
-    )
-    .await
-    .unwrap();
+    let agent = scenario.agent().await.unwrap();
     wait_state(&scenario, "Applied").await;
     let applied = snapshot(root);
 
@@ -303,14 +271,7 @@ async fn a_multusconfig_deleted_while_the_agent_is_down_is_cleaned_up_when_it_re
     let _slot = multus_e2e::test_slot!();
     let scenario = with_attachment("cleanup", 16).await;
     let root = scenario.root.path();
-    let agent = RunningAgent::start_as(
-        &scenario.agent_kubeconfig,
-        &scenario.ns,
-        &scenario.node,
-        root,
-    )
-    .await
-    .unwrap();
+    let agent = scenario.agent().await.unwrap();
     wait_state(&scenario, "Applied").await;
     // Down for an upgrade: SIGTERM leaves every file.
     assert!(agent.terminate().await.is_some_and(|s| s.success()));
@@ -335,14 +296,7 @@ async fn a_multusconfig_deleted_while_the_agent_is_down_is_cleaned_up_when_it_re
         "still held for the absent agent"
     );
 
-    let agent = RunningAgent::start_as(
-        &scenario.agent_kubeconfig,
-        &scenario.ns,
-        &scenario.node,
-        root,
-    )
-    .await
-    .unwrap();
+    let agent = scenario.agent().await.unwrap();
     eventually("the MultusConfig gone", WAIT, || async {
         match configs
             .get_opt(&scenario.ns)

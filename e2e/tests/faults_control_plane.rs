@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use multus_crds::bundle::{NodeBundle, feedback};
 use multus_e2e::ControlPlane;
-use multus_e2e::agent::RunningAgent;
 use multus_e2e::operator::eventually;
 use multus_e2e::scenario::OneNode;
 
@@ -103,14 +102,7 @@ async fn etcd_restarted_during_a_rollout_loses_nothing_and_the_rollout_completes
     };
     apply("br-one").await.unwrap();
     let root = scenario.root.path();
-    let agent = RunningAgent::start_as(
-        &scenario.agent_kubeconfig,
-        &scenario.ns,
-        &scenario.node,
-        root,
-    )
-    .await
-    .unwrap();
+    let agent = scenario.agent().await.unwrap();
     let first = applied(&scenario, "the first bundle applied").await;
 
     // A new bundle is on its way to the node when the store goes down and comes back.
@@ -202,14 +194,7 @@ async fn the_api_server_down_across_a_token_rotation_leaves_a_working_token_in_t
     .await
     .unwrap();
     let root = scenario.root.path();
-    let agent = RunningAgent::start_as(
-        &scenario.agent_kubeconfig,
-        &scenario.ns,
-        &scenario.node,
-        root,
-    )
-    .await
-    .unwrap();
+    let agent = scenario.agent().await.unwrap();
     applied(&scenario, "the bundle applied").await;
     let (before, who) = token_in_file(cp, root).await;
     assert_eq!(

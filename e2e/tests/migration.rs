@@ -15,7 +15,6 @@ use kube::api::Api;
 use multus_crds::bundle::feedback;
 use multus_e2e::agent::{Launch, RunningAgent, snapshot};
 use multus_e2e::fixtures::{self, BoundTo};
-use multus_e2e::operator::eventually;
 use multus_e2e::scenario::OneNode;
 use multus_e2e::upstream::{InCluster, leave_thin_node};
 use multus_e2e::{ControlPlane, E2eError};
@@ -79,33 +78,16 @@ async fn node_left_by_upstream(
 }
 
 async fn agent(scenario: &OneNode, take_over_upstream: bool) -> Result<RunningAgent, E2eError> {
-    let options = Launch {
-        take_over_upstream,
-        ..Launch::default()
-    };
-    RunningAgent::launch(
-        &scenario.agent_kubeconfig,
-        &scenario.ns,
-        &scenario.node,
-        scenario.root.path(),
-        &options,
-    )
-    .await
+    scenario
+        .agent_with(&Launch {
+            take_over_upstream,
+            ..Launch::default()
+        })
+        .await
 }
 
 async fn wait_state(scenario: &OneNode, state: &str) -> BTreeMap<String, String> {
-    eventually(&format!("agent state {state}"), WAIT, || async {
-        let cm = scenario.configmap().await.map_err(|e| e.to_string())?;
-        let annotations = cm.and_then(|c| c.metadata.annotations).unwrap_or_default();
-        match annotations.get(feedback::STATE) {
-            Some(s) if s == state => Ok(annotations),
-            other => Err(format!(
-                "{other:?} {:?}",
-                annotations.get(feedback::LAST_ERROR)
-            )),
-        }
-    })
-    .await
+    scenario.wait_state(state, WAIT).await
 }
 
 fn read(root: &Path, path: &str) -> Vec<u8> {

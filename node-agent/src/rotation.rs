@@ -29,7 +29,14 @@ pub struct Rotation {
     jitter: f64,
     /// Failed requests in a row.
     failures: u32,
+    /// Unix seconds of the last check that the token in use still authenticates.
+    checked_at: i64,
 }
+
+/// How often the token in use is checked with a SelfSubjectReview: a token can stop
+/// authenticating long before it expires (its ServiceAccount deleted and recreated), and
+/// Multus would then fail every pod until the next refresh.
+pub const RECHECK_SECONDS: i64 = 30;
 
 /// Longest wait between two requests while they keep failing.
 const RETRY_CEILING: i64 = 300;
@@ -55,6 +62,7 @@ impl Default for Rotation {
             adoption_tried: false,
             jitter: fastrand::f64(),
             failures: 0,
+            checked_at: 0,
         }
     }
 }
@@ -79,7 +87,9 @@ impl Rotation {
     pub fn due_at(&self, settings: &KubeconfigSettings) -> i64 {
         match &self.token {
             Some(t) if t.issued_for == token::issuance(settings) => {
-                token::refresh_at(t, settings.refresh_before_expiry, self.jitter).max(self.retry_at)
+                token::refresh_at(t, settings.refresh_before_expiry, self.jitter)
+                    .max(self.retry_at)
+                    .min(self.checked_at + RECHECK_SECONDS)
             }
             _ => self.retry_at,
         }
@@ -108,6 +118,30 @@ impl Rotation {
         }
     }
 
+    /// When only the periodic check is due: asks whether the token in use still
+    /// authenticates, and drops it when not, so that a new one is requested at once.
+    async fn recheck(&mut self, source: &TokenSource<'_>, settings: &KubeconfigSettings, now: i64) {
+        let Some(t) = &self.token else { return };
+        if now < self.checked_at + RECHECK_SECONDS
+            || t.issued_for != token::issuance(settings)
+            || now >= token::refresh_at(t, settings.refresh_before_expiry, self.jitter)
+        {
+            return;
+        }
+        self.checked_at = now;
+        match token::authenticates(source.kube_config, settings, t).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    "the token in use no longer authenticates (its ServiceAccount replaced?); requesting a new one"
+                );
+                self.token = None;
+                self.retry_at = 0;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot check the token in use; keeping it"),
+        }
+    }
+
     /// The kubeconfig text with a valid token, requesting a new token when due.
     pub async fn kubeconfig(
         &mut self,
@@ -116,6 +150,9 @@ impl Rotation {
         now: i64,
         metrics: &Metrics,
     ) -> Option<String> {
+        if now >= self.due_at(settings) {
+            self.recheck(source, settings, now).await;
+        }
         if now >= self.due_at(settings) {
             match token::request(source.client, source.kube_config, source.node, settings).await {
                 Ok(t) => {
@@ -129,6 +166,7 @@ impl Rotation {
                     self.jitter = fastrand::f64();
                     self.retry_at = 0;
                     self.failures = 0;
+                    self.checked_at = now;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "token request failed; keeping the current token");

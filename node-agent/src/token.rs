@@ -262,6 +262,30 @@ pub async fn request(
     Ok(token)
 }
 
+/// Whether a token in use still authenticates as the account. `Ok(false)` when the API
+/// server rejects it (401, e.g. its ServiceAccount was deleted and recreated, which
+/// invalidates its tokens long before they expire) or it names another user; `Err` when the
+/// API server cannot be asked, so the token stays in use.
+pub async fn authenticates(
+    kube_config: &Config,
+    settings: &KubeconfigSettings,
+    token: &Token,
+) -> Result<bool, TokenError> {
+    let account = format!(
+        "{}/{}",
+        settings.service_account.namespace, settings.service_account.name
+    );
+    match verify(kube_config, &account, token).await {
+        Ok(()) => Ok(true),
+        Err(TokenError::Unverified { .. }) => Ok(false),
+        Err(TokenError::Review {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 401 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// SelfSubjectReview with the new token: it must authenticate as the account.
 async fn verify(kube_config: &Config, account: &str, token: &Token) -> Result<(), TokenError> {
     let unverified = |reason: String| TokenError::Unverified {

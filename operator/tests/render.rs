@@ -162,7 +162,7 @@ fn thin_config_embeds_paths_kubeconfig_and_an_explicit_conf_dir() {
 }
 
 #[test]
-fn thick_config_uses_the_shim_and_a_daemon_config_that_names_our_file() {
+fn thick_config_uses_the_shim_and_a_daemon_config_that_keeps_the_daemon_off_our_file() {
     let rendered = render(&inputs(&["cluster.yaml", "thick-auto.yaml"]), "worker-1").unwrap();
     let (_, shim) = rendered.bundle.file(FileRole::MultusConfig).unwrap();
     let shim: Value = serde_json::from_str(shim).unwrap();
@@ -171,25 +171,18 @@ fn thick_config_uses_the_shim_and_a_daemon_config_that_names_our_file() {
     let (file, daemon) = rendered.bundle.file(FileRole::DaemonConfig).unwrap();
     assert_eq!(file.dir, "/etc/cni/net.d/multus.d");
     let daemon: Value = serde_json::from_str(daemon).unwrap();
+    // Upstream's daemon exits right after it starts serving when multusConfigFile names a
+    // file (upstream #1366), so it runs in auto mode, its "primary" being its own config in
+    // multus.d, and writes its generated config there too: never into the CNI config
+    // directory, never over our file.
+    assert_eq!(daemon["multusConfigFile"], "auto");
     assert_eq!(
-        daemon["multusConfigFile"],
-        "/host/etc/cni/net.d/00-multus.conf"
+        daemon["multusAutoconfigDir"],
+        "/host/etc/cni/net.d/multus.d"
     );
+    assert_eq!(daemon["multusMasterCNI"], "daemon-config.json");
+    assert_eq!(daemon["cniConfigDir"], "/host/etc/cni/net.d/multus.d");
     assert_eq!(daemon["confDir"], "/host/etc/cni/multus/net.d");
-    // multus-daemon copies multusConfigFile to cniConfigDir/<its name> by truncating the
-    // destination first: the two must never be the same file, or our config is emptied.
-    let copy_dest = format!(
-        "{}/{}",
-        daemon["cniConfigDir"].as_str().unwrap(),
-        daemon["multusConfigFile"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-    );
-    assert_ne!(copy_dest, daemon["multusConfigFile"].as_str().unwrap());
-    assert_eq!(copy_dest, "/host/etc/cni/net.d/multus.d/00-multus.conf");
     let completed: Value = serde_json::from_str(&complete_with_calico(&rendered.bundle)).unwrap();
     assert_eq!(
         completed["clusterNetwork"],

@@ -88,24 +88,27 @@ pub fn multus_config(spec: &MultusConfigSpec, primary: Option<&PrimaryAttachment
 /// The multus-daemon configuration for thick mode. Every path is as the daemon sees it
 /// through its host mount.
 ///
-/// `multusConfigFile` names the agent's own file so the daemon never generates (and later
-/// deletes) a config of its own. The daemon then copies that file to
-/// `cniConfigDir/<same name>` by truncating the destination and copying into it; were the
-/// destination the source itself, the file would be emptied. So `cniConfigDir` is the
-/// `multus.d` subdirectory, which libcni never reads: the copy lands there, harmlessly.
+/// The daemon must neither write nor delete the agent's `00-multus` file, and it must stay
+/// up. With `multusConfigFile` naming a file, upstream's daemon (v4.0 to v4.3.0 at least,
+/// upstream #1366) exits right after it starts serving, so every pod ADD then fails. So it
+/// runs in `auto` mode, but pointed away from the CNI config directory: its "primary" is
+/// this very file (`multusMasterCNI`, found in `multusAutoconfigDir` = the `multus.d`
+/// subdirectory), and the config it generates from it lands in `cniConfigDir` = `multus.d`
+/// too, which libcni never reads; it deletes only that one on exit. The shim sends our
+/// config with every request, so the generated one is never used.
 pub fn daemon_config(spec: &MultusConfigSpec, primary: Option<&PrimaryAttachment<'_>>) -> Value {
     let view = spec.thick.daemon_path_prefix.as_str();
     let conf_dir = &spec.paths.cni_conf_dir;
     let mut config = Map::new();
     config.insert("cniVersion".into(), json!(spec.multus.cni_version.as_str()));
     config.insert("chrootDir".into(), json!(spec.thick.chroot_dir));
+    let own_dir = format!("{view}{conf_dir}/{DAEMON_COPY_SUBDIR}");
+    config.insert("cniConfigDir".into(), json!(own_dir));
+    config.insert("multusConfigFile".into(), json!("auto"));
+    config.insert("multusAutoconfigDir".into(), json!(own_dir));
     config.insert(
-        "cniConfigDir".into(),
-        json!(format!("{view}{conf_dir}/{DAEMON_COPY_SUBDIR}")),
-    );
-    config.insert(
-        "multusConfigFile".into(),
-        json!(format!("{view}{conf_dir}/{}", file_name(spec))),
+        "multusMasterCNI".into(),
+        json!(multus_crds::bundle::DAEMON_CONFIG_NAME),
     );
     config.insert(
         "socketDir".into(),
@@ -125,8 +128,8 @@ pub fn daemon_config(spec: &MultusConfigSpec, primary: Option<&PrimaryAttachment
     Value::Object(config)
 }
 
-/// Subdirectory of `cniConfDir` that holds the daemon config and the daemon's copy of the
-/// Multus config; libcni only reads files directly in `cniConfDir`.
+/// Subdirectory of `cniConfDir` that holds the daemon config and the config the daemon
+/// generates; libcni only reads files directly in `cniConfDir`.
 pub const DAEMON_COPY_SUBDIR: &str = "multus.d";
 
 /// Settings that decide where Multus looks networks up.
