@@ -205,6 +205,15 @@ pub async fn run(
         {
             (wait, timer) = (retry, Trigger::Retry);
         }
+        // The periodic check of the token in use is no pass: it only starts one when the
+        // token stopped authenticating.
+        let mut token_check = false;
+        if let Some(s) = agent.seconds_until_token_check()
+            && Duration::from_secs(s.max(1)) < wait
+        {
+            wait = Duration::from_secs(s.max(1));
+            token_check = true;
+        }
         let mut trigger = None;
         tokio::select! {
             () = &mut shutdown => break,
@@ -219,7 +228,13 @@ pub async fn run(
                 Some(Wake::Disk) => trigger = Some(Trigger::Disk),
                 None => break,
             },
-            () = tokio::time::sleep(wait) => trigger = Some(timer),
+            () = tokio::time::sleep(wait) => {
+                if !token_check {
+                    trigger = Some(timer);
+                } else if agent.check_token().await {
+                    trigger = Some(Trigger::Token);
+                }
+            }
         }
         // Coalesce a burst of events into one pass.
         while let Ok(more) = rx.try_recv() {
@@ -295,6 +310,26 @@ impl Agent {
     fn seconds_until_token_work(&self) -> Option<u64> {
         let due = self.rotation.due_at(self.token_settings.as_ref()?);
         Some(u64::try_from(due - now_secs()).unwrap_or(0))
+    }
+
+    /// Seconds until the token in use is next checked (off the pass loop).
+    fn seconds_until_token_check(&self) -> Option<u64> {
+        let at = self.rotation.recheck_at(self.token_settings.as_ref()?)?;
+        Some(u64::try_from(at - now_secs()).unwrap_or(0))
+    }
+
+    /// Checks that the token in use still authenticates; true when it was dropped and a
+    /// pass must write a new one.
+    async fn check_token(&mut self) -> bool {
+        let Some(settings) = self.token_settings.clone() else {
+            return false;
+        };
+        let source = TokenSource {
+            client: &self.client,
+            kube_config: &self.kube_config,
+            node: &self.settings.node,
+        };
+        self.rotation.recheck(&source, &settings, now_secs()).await
     }
 
     /// One pass; returns the paths whose changes should start the next one.

@@ -87,9 +87,7 @@ impl Rotation {
     pub fn due_at(&self, settings: &KubeconfigSettings) -> i64 {
         match &self.token {
             Some(t) if t.issued_for == token::issuance(settings) => {
-                token::refresh_at(t, settings.refresh_before_expiry, self.jitter)
-                    .max(self.retry_at)
-                    .min(self.checked_at + RECHECK_SECONDS)
+                token::refresh_at(t, settings.refresh_before_expiry, self.jitter).max(self.retry_at)
             }
             _ => self.retry_at,
         }
@@ -118,27 +116,42 @@ impl Rotation {
         }
     }
 
-    /// When only the periodic check is due: asks whether the token in use still
-    /// authenticates, and drops it when not, so that a new one is requested at once.
-    async fn recheck(&mut self, source: &TokenSource<'_>, settings: &KubeconfigSettings, now: i64) {
-        let Some(t) = &self.token else { return };
-        if now < self.checked_at + RECHECK_SECONDS
-            || t.issued_for != token::issuance(settings)
-            || now >= token::refresh_at(t, settings.refresh_before_expiry, self.jitter)
-        {
-            return;
+    /// When the token in use is next checked, if one is in use for `settings`.
+    pub fn recheck_at(&self, settings: &KubeconfigSettings) -> Option<i64> {
+        self.token
+            .as_ref()
+            .filter(|t| t.issued_for == token::issuance(settings))
+            .map(|_| self.checked_at + RECHECK_SECONDS)
+    }
+
+    /// Asks whether the token in use still authenticates, and drops it when not, so that
+    /// the next pass requests a new one. Returns whether it was dropped. No pass is needed
+    /// otherwise: the check runs off the agent's pass loop.
+    pub async fn recheck(
+        &mut self,
+        source: &TokenSource<'_>,
+        settings: &KubeconfigSettings,
+        now: i64,
+    ) -> bool {
+        let Some(t) = &self.token else { return false };
+        if now < self.checked_at + RECHECK_SECONDS || t.issued_for != token::issuance(settings) {
+            return false;
         }
         self.checked_at = now;
         match token::authenticates(source.kube_config, settings, t).await {
-            Ok(true) => {}
+            Ok(true) => false,
             Ok(false) => {
                 tracing::warn!(
                     "the token in use no longer authenticates (its ServiceAccount replaced?); requesting a new one"
                 );
                 self.token = None;
                 self.retry_at = 0;
+                true
             }
-            Err(e) => tracing::debug!(error = %e, "cannot check the token in use; keeping it"),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot check the token in use; keeping it");
+                false
+            }
         }
     }
 
@@ -150,9 +163,6 @@ impl Rotation {
         now: i64,
         metrics: &Metrics,
     ) -> Option<String> {
-        if now >= self.due_at(settings) {
-            self.recheck(source, settings, now).await;
-        }
         if now >= self.due_at(settings) {
             match token::request(source.client, source.kube_config, source.node, settings).await {
                 Ok(t) => {
