@@ -82,6 +82,8 @@ pub struct RealNode {
     holder_pid: u32,
     /// Holder, containerd, kubelet, in start order.
     processes: Vec<Supervised>,
+    /// How the kubelet was started (`bash` arguments), for [`RealNode::restart_kubelet`].
+    kubelet_args: Vec<String>,
     stopped: bool,
 }
 
@@ -139,6 +141,7 @@ impl RealNode {
             cgroup: dir_name,
             holder_pid: 0,
             processes: Vec::new(),
+            kubelet_args: Vec::new(),
             stopped: false,
         };
         // From here on, a failure drops the partly started node, which cleans up.
@@ -220,13 +223,8 @@ impl RealNode {
                 .collect();
             kubelet_args.push(format!("--node-labels={}", labels.join(",")));
         }
-        let kubelet_args = enter_args(&bin("kubelet")?, &kubelet_args);
-        node.processes.push(Supervised::start(
-            "kubelet",
-            Path::new("bash"),
-            &kubelet_args,
-            &dir.join("kubelet.log"),
-        )?);
+        node.kubelet_args = enter_args(&bin("kubelet")?, &kubelet_args);
+        node.start_kubelet()?;
         node.wait_ready()?;
         node.startup = began.elapsed();
         eprintln!(
@@ -272,6 +270,35 @@ impl RealNode {
             .arg("--")
             .arg(program);
         command
+    }
+
+    /// Restarts the kubelet as a node upgrade or crash would: stops it (containers keep
+    /// running: they belong to containerd's shims) and starts it with the same flags, then
+    /// waits until the new kubelet has renewed the node's Lease.
+    pub fn restart_kubelet(&mut self) -> Result<(), E2eError> {
+        if let Some(mut kubelet) = self.processes.pop_if(|p| p.name == "kubelet") {
+            kubelet.stop();
+        }
+        let (kubeconfig, name) = (self.admin_kubeconfig.clone(), self.name.clone());
+        let before = lease_renew_time(&kubeconfig, &name);
+        self.start_kubelet()?;
+        // The kubelet renews its Lease right after it registers, then every 10 s.
+        self.wait_for("kubelet", READY_TIMEOUT, Duration::from_millis(500), || {
+            let now = lease_renew_time(&kubeconfig, &name);
+            !now.is_empty() && now != before
+        })
+    }
+
+    fn start_kubelet(&mut self) -> Result<(), E2eError> {
+        let log = self.dir.join("kubelet.log");
+        // Starting truncates the log; the previous run's stays in kubelet.previous.log.
+        let previous = std::fs::read(&log).unwrap_or_default();
+        let kubelet = Supervised::start("kubelet", Path::new("bash"), &self.kubelet_args, &log)?;
+        if !previous.is_empty() {
+            let _ = std::fs::write(self.dir.join("kubelet.previous.log"), previous);
+        }
+        self.processes.push(kubelet);
+        Ok(())
     }
 
     fn wait_for_holder(&mut self) -> Result<u32, E2eError> {
@@ -396,6 +423,22 @@ impl Drop for RealNode {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `spec.renewTime` of the node's Lease in kube-node-lease; empty when unknown.
+fn lease_renew_time(kubeconfig: &Path, node: &str) -> String {
+    let Ok(kubectl) = bin("kubectl") else {
+        return String::new();
+    };
+    Command::new(kubectl)
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(["get", "lease", "-n", "kube-node-lease", node])
+        .args(["-o", "jsonpath={.spec.renewTime}"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// The absolute path of `program` from PATH, or an error naming the package to install.

@@ -122,8 +122,9 @@ pub fn node_agent(dir: &Path) -> Result<ImageArchive, E2eError> {
 
 /// The upstream Multus image the chart's init container and multus-daemon container run:
 /// every binary in /usr/src/multus-cni/bin (the thin image's copies of install_multus,
-/// thin_entrypoint and kubeconfig_generator at / as links), busybox for the daemon
-/// wrapper's /bin/sh and `sleep`, and the host's `cksum`. Entrypoint as the thick image's.
+/// thin_entrypoint and kubeconfig_generator at / as links), /var/run linking to /run,
+/// busybox for the daemon wrapper's /bin/sh and `sleep`, and the host's `cksum`.
+/// Entrypoint as the thick image's.
 pub fn multus(dir: &Path) -> Result<ImageArchive, E2eError> {
     let mut app = Layer::new();
     for name in MULTUS_BINS {
@@ -134,6 +135,10 @@ pub fn multus(dir: &Path) -> Result<ImageArchive, E2eError> {
     for name in ["install_multus", "thin_entrypoint", "kubeconfig_generator"] {
         app = app.symlink(name, &format!("/{MULTUS_BIN_DIR}/{name}"));
     }
+    // As in the Debian base of upstream's thick image: containerd names pod network
+    // namespaces /var/run/netns/<id>, which multus-daemon resolves through the chart's
+    // /run/netns mount.
+    app = app.dir("/run", 0o755).symlink("var/run", "/run");
     let image = Image {
         reference: MULTUS.into(),
         config: ImageConfig {
