@@ -466,4 +466,28 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_server_ca_and_token_come_back_from_the_kubeconfig_as_written(
+            server in ".{0,80}",
+            ca in ".{0,80}",
+            secret in ".{0,80}",
+        ) {
+            let endpoint = ApiEndpoint { server: server.clone(), ca_pem: ca.clone() };
+            let token = Token { secret: secret.clone(), issued_at: 0, expires_at: 10, issued_for: String::new() };
+            let text = render_kubeconfig(&endpoint, &token).unwrap();
+            let config = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+            proptest::prop_assert_eq!(config.clusters.len(), 1);
+            proptest::prop_assert_eq!(config.auth_infos.len(), 1);
+            let cluster = config.clusters[0].cluster.clone().unwrap();
+            proptest::prop_assert_eq!(cluster.server.as_deref(), Some(server.as_str()));
+            let ca_data = base64::engine::general_purpose::STANDARD
+                .decode(cluster.certificate_authority_data.unwrap_or_default())
+                .unwrap();
+            proptest::prop_assert_eq!(ca_data, ca.into_bytes());
+            let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(parsed["users"][0]["user"]["token"].as_str(), Some(secret.as_str()));
+        }
+    }
 }
