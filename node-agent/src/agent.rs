@@ -308,14 +308,18 @@ fn disk_retry(failures: u32) -> Option<Duration> {
 impl Agent {
     /// Seconds until the token needs attention, when a bundle wants a kubeconfig.
     fn seconds_until_token_work(&self) -> Option<u64> {
-        let due = self.rotation.due_at(self.token_settings.as_ref()?);
-        Some(u64::try_from(due - now_secs()).unwrap_or(0))
+        let now = now_secs();
+        let due = self.rotation.due_at(self.token_settings.as_ref()?, now);
+        Some(u64::try_from(due - now).unwrap_or(0))
     }
 
     /// Seconds until the token in use is next checked (off the pass loop).
     fn seconds_until_token_check(&self) -> Option<u64> {
-        let at = self.rotation.recheck_at(self.token_settings.as_ref()?)?;
-        Some(u64::try_from(at - now_secs()).unwrap_or(0))
+        let now = now_secs();
+        let at = self
+            .rotation
+            .recheck_at(self.token_settings.as_ref()?, now)?;
+        Some(u64::try_from(at - now).unwrap_or(0))
     }
 
     /// Checks that the token in use still authenticates; true when it was dropped and a

@@ -83,14 +83,26 @@ impl Rotation {
         self.token.is_none() && !self.adoption_tried
     }
 
-    /// When the token needs attention under `settings` (Unix seconds).
-    pub fn due_at(&self, settings: &KubeconfigSettings) -> i64 {
+    /// When the token needs attention under `settings` (Unix seconds), on a clock that
+    /// reads `now`. A retry scheduled further ahead than the longest back-off means the
+    /// clock went back since: it is due at once rather than an hour late.
+    pub fn due_at(&self, settings: &KubeconfigSettings, now: i64) -> i64 {
+        let retry_at = if self.retry_at > now + RETRY_CEILING {
+            now
+        } else {
+            self.retry_at
+        };
         match &self.token {
             Some(t) if t.issued_for == token::issuance(settings) => {
-                token::refresh_at(t, settings.refresh_before_expiry, self.jitter).max(self.retry_at)
+                token::refresh_at(t, settings.refresh_before_expiry, self.jitter).max(retry_at)
             }
-            _ => self.retry_at,
+            _ => retry_at,
         }
+    }
+
+    /// The last token check, never later than `now` (the clock may have gone back).
+    fn checked(&self, now: i64) -> i64 {
+        self.checked_at.min(now)
     }
 
     /// Takes over the token of a kubeconfig an earlier run wrote, if it still
@@ -117,11 +129,11 @@ impl Rotation {
     }
 
     /// When the token in use is next checked, if one is in use for `settings`.
-    pub fn recheck_at(&self, settings: &KubeconfigSettings) -> Option<i64> {
+    pub fn recheck_at(&self, settings: &KubeconfigSettings, now: i64) -> Option<i64> {
         self.token
             .as_ref()
             .filter(|t| t.issued_for == token::issuance(settings))
-            .map(|_| self.checked_at + RECHECK_SECONDS)
+            .map(|_| self.checked(now) + RECHECK_SECONDS)
     }
 
     /// Asks whether the token in use still authenticates, and drops it when not, so that
@@ -134,7 +146,7 @@ impl Rotation {
         now: i64,
     ) -> bool {
         let Some(t) = &self.token else { return false };
-        if now < self.checked_at + RECHECK_SECONDS || t.issued_for != token::issuance(settings) {
+        if now < self.checked(now) + RECHECK_SECONDS || t.issued_for != token::issuance(settings) {
             return false;
         }
         self.checked_at = now;
@@ -163,7 +175,7 @@ impl Rotation {
         now: i64,
         metrics: &Metrics,
     ) -> Option<String> {
-        if now >= self.due_at(settings) {
+        if now >= self.due_at(settings, now) {
             match token::request(source.client, source.kube_config, source.node, settings).await {
                 Ok(t) => {
                     tracing::info!(
@@ -203,7 +215,93 @@ impl Rotation {
 
 #[cfg(test)]
 mod tests {
-    use super::retry_delay;
+    use super::*;
+    use multus_crds::contract::RefreshBefore;
+    use multus_crds::multus_config::ServiceAccountRef;
+
+    /// The clock is injected (`now`); the API server is unreachable, so every token
+    /// request fails at once and the test sees what the agent would write meanwhile.
+    #[tokio::test]
+    async fn a_clock_jumping_an_hour_forward_and_back_around_the_refresh_point() {
+        let config = kube::Config::new("https://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config.clone()).unwrap();
+        let source = TokenSource {
+            client: &client,
+            kube_config: &config,
+            node: "n1",
+        };
+        let settings = KubeconfigSettings {
+            path: "/etc/cni/net.d/multus.d/multus.kubeconfig".into(),
+            service_account: ServiceAccountRef {
+                namespace: "kube-system".into(),
+                name: "multus".into(),
+            },
+            expiration_seconds: 3600,
+            refresh_before_expiry: RefreshBefore::DEFAULT,
+            audiences: vec![],
+            server: Some("https://10.0.0.1:6443".into()),
+            certificate_authority: Some("-----BEGIN CERTIFICATE-----\n".into()),
+        };
+        let metrics = Metrics::default();
+        let issued = 1_000_000;
+        let mut rotation = Rotation {
+            token: Some(token::Token::new(
+                "s3cr3t".into(),
+                issued,
+                issued + 3600,
+                token::issuance(&settings),
+            )),
+            jitter: 0.0,
+            checked_at: issued,
+            adoption_tried: true,
+            ..Rotation::default()
+        };
+        let refresh = issued + 2880;
+        let failures = || metrics.rotation_failures.get();
+
+        // Just before the refresh point: no request, the token is written.
+        let before = rotation
+            .kubeconfig(&source, &settings, refresh - 1, &metrics)
+            .await;
+        assert!(before.is_some_and(|k| k.contains("s3cr3t")));
+        assert_eq!(failures(), 0);
+
+        // An hour forward: past the refresh point and past expiry by this clock. A new token
+        // is requested (and fails here); an expired one is never written.
+        let ahead = rotation
+            .kubeconfig(&source, &settings, refresh - 1 + 3600, &metrics)
+            .await;
+        assert!(ahead.is_none());
+        assert_eq!(failures(), 1);
+        // The periodic check runs on the fast clock too (and cannot reach the API server:
+        // the token is kept).
+        assert!(
+            !rotation
+                .recheck(&source, &settings, refresh - 1 + 3600)
+                .await
+        );
+
+        // Back an hour: the token is valid again and written; neither the retry nor the
+        // check scheduled on the fast clock is held back by an hour.
+        let back = rotation
+            .kubeconfig(&source, &settings, refresh - 1, &metrics)
+            .await;
+        assert!(back.is_some_and(|k| k.contains("s3cr3t")));
+        assert_eq!(rotation.due_at(&settings, refresh - 1), refresh);
+        assert_eq!(
+            rotation.recheck_at(&settings, refresh - 1),
+            Some(refresh - 1 + RECHECK_SECONDS)
+        );
+
+        // At the refresh point the request is made (and fails): the token stays in use
+        // while it lasts, and retries follow every few seconds.
+        let at = rotation
+            .kubeconfig(&source, &settings, refresh, &metrics)
+            .await;
+        assert!(at.is_some_and(|k| k.contains("s3cr3t")));
+        assert_eq!(failures(), 2);
+        assert!(rotation.due_at(&settings, refresh) <= refresh + 10);
+    }
 
     #[test]
     fn retries_back_off_but_return_to_the_floor_near_expiry() {

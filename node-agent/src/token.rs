@@ -55,6 +55,22 @@ impl Token {
     pub fn secret(&self) -> &str {
         &self.secret
     }
+
+    /// A token as a request would return it (tests of the schedule).
+    #[cfg(test)]
+    pub(crate) fn new(
+        secret: String,
+        issued_at: i64,
+        expires_at: i64,
+        issued_for: String,
+    ) -> Token {
+        Token {
+            secret,
+            issued_at,
+            expires_at,
+            issued_for,
+        }
+    }
 }
 
 /// Token errors; none of them carries the token.
