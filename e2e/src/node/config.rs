@@ -86,7 +86,9 @@ disabled_plugins = [
 /// The kubelet's configuration: cgroupfs under the node's own cgroup root (cgroup v1 is
 /// what this machine has), client certificates of the test CA and webhook authorization,
 /// no eviction or image garbage collection worth the name (a busy test VM must not lose
-/// its pods), and no static pods.
+/// its pods, and images imported for `imagePullPolicy: Never` must never be collected), and
+/// no static pods. Disk thresholds are absolute: a percentage of a large, mostly full test
+/// disk evicted the chart's pods and collected their images under disk pressure.
 pub fn kubelet_yaml(f: &NodeFiles) -> String {
     let dir = f.dir.display();
     let socket = f.containerd_socket.display();
@@ -118,9 +120,9 @@ resolvConf: {dir}/resolv.conf
 volumePluginDir: {dir}/volume-plugins
 evictionHard:
   memory.available: 1Mi
-  nodefs.available: 1%
+  nodefs.available: 64Mi
   nodefs.inodesFree: 1%
-  imagefs.available: 1%
+  imagefs.available: 64Mi
   imagefs.inodesFree: 1%
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
