@@ -32,8 +32,10 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> E2eError + '_ {
 /// namespaces of its own.
 pub struct PodHost {
     dir: tempfile::TempDir,
-    /// Short suffix that keeps this host's link and namespace names unique.
+    /// Short suffix that keeps this host's link names unique (15 bytes at most).
     tag: String,
+    /// The whole unique name, for network namespaces (no length limit).
+    unique: String,
     bridges: Vec<String>,
     namespaces: Vec<String>,
 }
@@ -46,10 +48,12 @@ impl PodHost {
             std::fs::create_dir_all(dir.path().join(sub)).map_err(io("host directory"))?;
         }
         // Link names are at most 15 bytes: keep the tail of the unique name.
+        let unique = tag.to_string();
         let tag = tag[tag.len().saturating_sub(6)..].to_string();
         Ok(PodHost {
             dir,
             tag,
+            unique,
             bridges: Vec::new(),
             namespaces: Vec::new(),
         })
@@ -97,11 +101,21 @@ impl PodHost {
 
     /// Creates a network namespace for a pod, removed on drop.
     pub fn netns(&mut self, pod: &str) -> Result<String, E2eError> {
-        let name = format!("e2e-{}-{pod}", self.tag);
-        let added = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .map_err(io("ip netns add"))?;
+        // The unique name carries this process's id: a namespace of that name can only be
+        // left by a killed process that had the same id, and goes first.
+        let name = format!("e2e-{}-{pod}", self.unique);
+        let add = || {
+            Command::new("ip")
+                .args(["netns", "add", &name])
+                .output()
+                .map_err(io("ip netns add"))
+        };
+        let mut added = add()?;
+        if !added.status.success() && String::from_utf8_lossy(&added.stderr).contains("File exists")
+        {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            added = add()?;
+        }
         if !added.status.success() {
             return Err(E2eError::Io(format!(
                 "ip netns add {name}: {}",
