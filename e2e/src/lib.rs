@@ -28,6 +28,7 @@ pub mod operator;
 pub mod pki;
 pub mod podnet;
 pub mod process;
+pub mod replica;
 pub mod scenario;
 pub mod slot;
 pub mod thick;

@@ -17,14 +17,13 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use multus_crds::MultusConfig;
 use multus_crds::bundle::{MANAGED_BY_LABEL, NODE_ANNOTATION};
-use multus_e2e::binaries_local::workspace_bin;
 use multus_e2e::identities::Identities;
 use multus_e2e::operator::{TEST_LABEL, eventually};
+use multus_e2e::replica::Replica;
 use multus_e2e::{ControlPlane, fixtures, http, unique_name};
 use multus_operator::lease::LeaderGuard;
 use multus_operator::lease::fence::{WriteFenceLayer, is_not_leading};
@@ -41,83 +40,23 @@ const WAIT: Duration = Duration::from_secs(60);
 const TAKEOVER: Duration = Duration::from_secs(60);
 const POOL_LABEL: &str = "e2e.multus.dev/pool";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// The replicas' flags beyond the common ones: a short lease, prompt reconciles.
+fn replica_flags() -> Vec<String> {
+    vec![
+        "--lease-duration-seconds".into(),
+        LEASE_SECONDS.to_string(),
+        "--debounce-ms".into(),
+        "100".into(),
+    ]
 }
 
-/// An operator process (`multus-operator run --leader-elect`) with its logs in a file.
-struct Replica {
-    child: tokio::process::Child,
-    addr: String,
-    logs: tempfile::NamedTempFile,
+fn pid(replica: &Replica) -> Pid {
+    Pid::from_raw(replica.child.id().map(|p| p as i32).expect("running"))
 }
 
-impl Replica {
-    async fn start(kubeconfig: &Path, ns: &str, identity: &str) -> Replica {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
-            .await
-            .unwrap()
-            .unwrap();
-        let logs = tempfile::NamedTempFile::new().unwrap();
-        let child = tokio::process::Command::new(binary)
-            .args([
-                "run",
-                "--namespace",
-                ns,
-                "--metrics-bind-address",
-                &addr,
-                "--leader-elect",
-                "--lease-duration-seconds",
-                &LEASE_SECONDS.to_string(),
-                "--identity",
-                identity,
-                "--multusconfig-selector",
-                &format!("{TEST_LABEL}={ns}"),
-                "--debounce-ms",
-                "100",
-                "--log-format",
-                "json",
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(logs.reopen().unwrap()))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Replica { child, addr, logs }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id().map(|p| p as i32).expect("running"))
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.logs.path()).unwrap_or_default()
-    }
-
-    /// Waits until /readyz answers `code` with a body starting with `expected`.
-    async fn wait_readyz(&self, code: u16, expected: &str) -> String {
-        eventually(
-            &format!("/readyz answers {code} {expected}"),
-            WAIT,
-            || async {
-                match http::get(&self.addr, "/readyz").await {
-                    Ok((c, body)) if c == code && body.starts_with(expected) => Ok(body),
-                    other => Err(format!("{other:?}")),
-                }
-            },
-        )
-        .await
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let (_, text) = http::get(&self.addr, "/metrics").await.unwrap();
-        http::metric(&text, name).unwrap_or(0.0)
-    }
+async fn metric(replica: &Replica, name: &str) -> f64 {
+    let (_, text) = http::get(&replica.addr, "/metrics").await.unwrap();
+    http::metric(&text, name).unwrap_or(0.0)
 }
 
 /// A copy of `kubeconfig` that later calls cannot overwrite, and the name of the Pod its
@@ -301,10 +240,16 @@ async fn a_frozen_leader_is_replaced_and_sends_no_write_after_it_resumes() {
         .unwrap();
     let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns);
 
-    let mut a = Replica::start(&kubeconfig_a, &ns, "replica-a").await;
-    a.wait_readyz(200, "ready").await;
-    let b = Replica::start(&kubeconfig_b, &ns, "replica-b").await;
-    b.wait_readyz(200, "standby").await;
+    let flags = replica_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut a = Replica::start(&kubeconfig_a, &ns, "replica-a", &flags)
+        .await
+        .unwrap();
+    a.wait_readyz(200, "ready", WAIT).await;
+    let b = Replica::start(&kubeconfig_b, &ns, "replica-b", &flags)
+        .await
+        .unwrap();
+    b.wait_readyz(200, "standby", WAIT).await;
     assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-a"));
     multus_config(&admin, &ns, "first", "one").await;
     wait_bundle(&admin, &ns, &node_one).await;
@@ -335,10 +280,10 @@ async fn a_frozen_leader_is_replaced_and_sends_no_write_after_it_resumes() {
         },
     )
     .await;
-    b.wait_readyz(200, "standby").await;
+    b.wait_readyz(200, "standby", WAIT).await;
 
     // Freeze the leader past its lease.
-    kill(a.pid(), Signal::SIGSTOP).unwrap();
+    kill(pid(&a), Signal::SIGSTOP).unwrap();
     let frozen = std::time::Instant::now();
     eventually("replica-b holds the Lease", TAKEOVER, || async {
         match lease_holder(&leases).await {
@@ -351,23 +296,23 @@ async fn a_frozen_leader_is_replaced_and_sends_no_write_after_it_resumes() {
     // The new leader's work goes on.
     multus_config(&admin, &ns, "second", "two").await;
     wait_bundle(&admin, &ns, &node_two).await;
-    b.wait_readyz(200, "ready").await;
+    b.wait_readyz(200, "ready", WAIT).await;
     let a_before = audit.writes_by(&pod_a).await;
 
     // Resume the old leader. It still holds watches and a reconcile queue, and it learns of
     // "second" through them: everything it would write is refused before it is sent.
-    kill(a.pid(), Signal::SIGCONT).unwrap();
-    let body = a.wait_readyz(200, "standby: stepped down").await;
-    assert_eq!(a.metric("multus_operator_leader").await, 0.0);
+    kill(pid(&a), Signal::SIGCONT).unwrap();
+    let body = a.wait_readyz(200, "standby: stepped down", WAIT).await;
+    assert_eq!(metric(&a, "multus_operator_leader").await, 0.0);
     assert_eq!(
-        a.metric("multus_operator_leader_step_downs_total").await,
+        metric(&a, "multus_operator_leader_step_downs_total").await,
         1.0
     );
-    assert_eq!(b.metric("multus_operator_leader").await, 1.0);
+    assert_eq!(metric(&b, "multus_operator_leader").await, 1.0);
     assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-b"));
     let a_after = audit.writes_by(&pod_a).await;
     let b_after = audit.writes_by(&pod_b).await;
-    let logs = a.logs();
+    let logs = a.log_text();
     let (_, a_metrics) = http::get(&a.addr, "/metrics").await.unwrap();
     let refused: Vec<&str> = a_metrics
         .lines()

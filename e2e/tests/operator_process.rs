@@ -5,78 +5,16 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::process::Stdio;
 use std::time::Duration;
 
-use multus_e2e::binaries_local::workspace_bin;
 use multus_e2e::identities::Identities;
-use multus_e2e::operator::{TEST_LABEL, eventually};
+use multus_e2e::operator::eventually;
+use multus_e2e::replica::Replica;
 use multus_e2e::{ControlPlane, fixtures, http, unique_name};
 use multus_operator::lease::LeaseLock;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// An operator process (`multus-operator run --leader-elect`) with its logs in a file (not
-/// a pipe: a pipe nobody reads fills up and blocks the process).
-struct Replica {
-    child: tokio::process::Child,
-    addr: String,
-    logs: tempfile::NamedTempFile,
-}
-
-impl Replica {
-    /// Starts a replica authenticating with `kubeconfig` (the chart's operator account).
-    async fn start(kubeconfig: &std::path::Path, ns: &str, identity: &str) -> Replica {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
-            .await
-            .unwrap()
-            .unwrap();
-        let logs = tempfile::NamedTempFile::new().unwrap();
-        let child = tokio::process::Command::new(binary)
-            .args([
-                "run",
-                "--namespace",
-                ns,
-                "--metrics-bind-address",
-                &addr,
-                "--leader-elect",
-                "--lease-name",
-                "multus-operator",
-                "--identity",
-                identity,
-                "--multusconfig-selector",
-                &format!("{TEST_LABEL}={ns}"),
-                "--log-format",
-                "json",
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(logs.reopen().unwrap()))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Replica { child, addr, logs }
-    }
-
-    /// Waits until /readyz answers 200 with this body.
-    async fn wait_readyz(&self, expected: &str) {
-        eventually(&format!("/readyz answers 200 {expected}"), WAIT, || async {
-            match http::get(&self.addr, "/readyz").await {
-                Ok((200, body)) if body.starts_with(expected) => Ok(body),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
-    }
-}
+const LEASE_NAME: &[&str] = &["--lease-name", "multus-operator"];
 
 async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
     leases
@@ -96,7 +34,9 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
     fixtures::namespace(&client, &ns).await.unwrap();
     let identities = Identities::apply(cp, &ns, "thin").await.unwrap();
     let kubeconfig = identities.operator_kubeconfig(cp).await.unwrap();
-    let a = Replica::start(&kubeconfig, &ns, "replica-a").await;
+    let a = Replica::start(&kubeconfig, &ns, "replica-a", LEASE_NAME)
+        .await
+        .unwrap();
     let mut child = a.child;
     let (addr, logs) = (a.addr, a.logs);
     // Ready as the leader with synced caches.
@@ -124,8 +64,10 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
 
     // A second replica waits as a healthy standby: ready, so that a rolling update of a
     // two-replica Deployment can proceed, but not leading.
-    let b = Replica::start(&kubeconfig, &ns, "replica-b").await;
-    b.wait_readyz("standby").await;
+    let b = Replica::start(&kubeconfig, &ns, "replica-b", LEASE_NAME)
+        .await
+        .unwrap();
+    b.wait_readyz(200, "standby", WAIT).await;
     assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-a"));
 
     let pid = child.id().map(|p| p as i32).expect("running");
@@ -154,7 +96,7 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
         matches!(holder.as_deref(), None | Some("" | "replica-b")),
         "{holder:?}"
     );
-    b.wait_readyz("ready").await;
+    b.wait_readyz(200, "ready", WAIT).await;
     assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-b"));
 }
 
