@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod agent_node;
+pub mod bench;
 pub mod binaries;
 pub mod binaries_local;
 pub mod chart;
