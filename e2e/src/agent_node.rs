@@ -9,11 +9,8 @@ use std::process::Output;
 
 use crate::E2eError;
 use crate::binaries::bin_dir;
+use crate::error::io;
 use crate::podnet::{PodHost, PodRef, cni_file};
-
-fn io(what: &str) -> impl Fn(std::io::Error) -> E2eError + '_ {
-    move |e| E2eError::Io(format!("{what}: {e}"))
-}
 
 /// One simulated node served by our operator and agent with the chart's identities: the
 /// primary a bridge (`podnet`, 198.18.0.0/24), NADs in the test's namespace, and every file

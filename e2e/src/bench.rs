@@ -28,12 +28,9 @@ pub fn spread_ms(samples: &[Duration]) -> String {
         percentile(&sorted, 99.0),
         sorted.last(),
     ) {
-        (Some(p50), Some(p99), Some(max)) => format!(
-            "p50 {} / p99 {} / max {}",
-            ms(p50),
-            ms(p99),
-            ms(*max)
-        ),
+        (Some(p50), Some(p99), Some(max)) => {
+            format!("p50 {} / p99 {} / max {}", ms(p50), ms(p99), ms(*max))
+        }
         _ => "no samples".into(),
     }
 }

@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::binaries::bin;
 use crate::cluster;
+
+mod args;
+mod restart;
+pub use crate::error::E2eError;
+use crate::error::io;
 pub use crate::pki::kubeconfig_yaml;
 use crate::pki::{self, Pki, random_token};
 use crate::process::{MARKER, Supervised, wait_until};
@@ -22,31 +27,6 @@ use crate::process::{MARKER, Supervised, wait_until};
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Field manager for objects the harness applies.
 pub const FIELD_MANAGER: &str = "multus-e2e";
-
-/// Errors of the test environment.
-#[derive(Debug, thiserror::Error)]
-pub enum E2eError {
-    #[error("upstream binaries unavailable: {0}")]
-    Binaries(String),
-    #[error("test PKI: {0}")]
-    Pki(String),
-    #[error("{0}")]
-    Io(String),
-    #[error("{component} did not become ready within {timeout:?}; last log lines:\n{log}")]
-    NotReady {
-        component: String,
-        timeout: Duration,
-        log: String,
-    },
-    #[error("{component} exited during start; last log lines:\n{log}")]
-    Exited { component: String, log: String },
-    #[error("kube client: {0}")]
-    Kube(String),
-}
-
-fn io(context: &str) -> impl Fn(std::io::Error) -> E2eError + '_ {
-    move |e| E2eError::Io(format!("{context}: {e}"))
-}
 
 /// A running control plane. Dropping it stops every process and removes its state.
 pub struct ControlPlane {
@@ -162,14 +142,7 @@ impl ControlPlane {
         let mut processes = Vec::new();
         let etcd_port = free_port()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        let etcd_args = vec![
-            format!("--data-dir={}", dir.join("etcd").display()),
-            format!("--listen-client-urls={etcd_url}"),
-            format!("--advertise-client-urls={etcd_url}"),
-            format!("--listen-peer-urls=http://127.0.0.1:{}", free_port()?),
-            "--log-level=warn".into(),
-            "--quota-backend-bytes=4294967296".into(),
-        ];
+        let etcd_args = args::etcd(&dir, &etcd_url, free_port()?);
         processes.push(Supervised::start(
             "etcd",
             &bin("etcd")?,
@@ -179,49 +152,8 @@ impl ControlPlane {
 
         let port = free_port_on(address)?;
         let server = format!("https://{address}:{port}");
-        let mut apiserver_args = vec![
-            format!("--etcd-servers={etcd_url}"),
-            format!("--bind-address={address}"),
-            format!("--advertise-address={address}"),
-            format!("--secure-port={port}"),
-            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
-            format!("--tls-cert-file={}", pki.serving_cert.display()),
-            format!("--tls-private-key-file={}", pki.serving_key.display()),
-            format!("--client-ca-file={}", pki.ca_cert.display()),
-            format!("--token-auth-file={}", dir.join("tokens.csv").display()),
-            "--authorization-mode=Node,RBAC".into(),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={}", pki.sa_pub.display()),
-            format!(
-                "--service-account-signing-key-file={}",
-                pki.sa_key.display()
-            ),
-            "--service-cluster-ip-range=10.96.0.0/16".into(),
-            "--enable-admission-plugins=NodeRestriction".into(),
-            "--allow-privileged=true".into(),
-        ];
-        if real_nodes {
-            apiserver_args.extend(cluster::apiserver_args(&dir, &pki)?);
-        } else {
-            // Nothing routes to the `kubernetes` Service without real nodes.
-            apiserver_args.push("--endpoint-reconciler-type=none".into());
-        }
-        if audit {
-            std::fs::write(
-                dir.join("audit-policy.yaml"),
-                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
-            )
-            .map_err(io("audit policy"))?;
-            apiserver_args.push(format!(
-                "--audit-policy-file={}",
-                dir.join("audit-policy.yaml").display()
-            ));
-            apiserver_args.push(format!(
-                "--audit-log-path={}",
-                dir.join("audit.log").display()
-            ));
-            apiserver_args.push("--audit-log-format=json".into());
-        }
+        let apiserver_args =
+            args::apiserver(&dir, &pki, &etcd_url, address, port, audit, real_nodes)?;
         processes.push(Supervised::start(
             "kube-apiserver",
             &bin("kube-apiserver")?,
@@ -253,26 +185,7 @@ impl ControlPlane {
         // dependents of a deleted MultusConfig go within seconds.
         cp.install_crds()?;
 
-        let controllers = if real_nodes {
-            cluster::CONTROLLERS
-        } else {
-            "namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller"
-        };
-        let kcm_args = vec![
-            format!("--kubeconfig={}", cp.kubeconfig.display()),
-            format!("--authentication-kubeconfig={}", cp.kubeconfig.display()),
-            format!("--authorization-kubeconfig={}", cp.kubeconfig.display()),
-            "--bind-address=127.0.0.1".into(),
-            format!("--secure-port={}", free_port()?),
-            "--leader-elect=false".into(),
-            format!("--controllers={controllers}"),
-            format!(
-                "--service-account-private-key-file={}",
-                cp.pki.sa_key.display()
-            ),
-            format!("--root-ca-file={}", cp.pki.ca_cert.display()),
-            format!("--cert-dir={}", cp.dir.join("kcm-certs").display()),
-        ];
+        let kcm_args = args::controller_manager(&cp, free_port()?);
         let kcm = Supervised::start(
             "kube-controller-manager",
             &bin("kube-controller-manager")?,
@@ -413,70 +326,6 @@ impl ControlPlane {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Supervised>> {
         // A panic while holding the lock leaves the list itself intact.
         self.processes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Stops kube-apiserver (etcd and kube-controller-manager keep running), to test
-    /// behaviour while the API server is unreachable.
-    pub fn stop_apiserver(&self) {
-        let mut processes = self.lock();
-        if let Some(i) = processes.iter().position(|p| p.name == "kube-apiserver") {
-            let mut p = processes.remove(i);
-            p.stop();
-        }
-    }
-
-    /// Starts kube-apiserver again on the same port and waits until it is ready.
-    pub fn start_apiserver(&self) -> Result<(), E2eError> {
-        let p = Supervised::start(
-            "kube-apiserver",
-            &bin("kube-apiserver")?,
-            &self.apiserver_args,
-            &self.dir.join("kube-apiserver.log"),
-        )?;
-        self.lock().push(p);
-        self.wait_ready("kube-apiserver", "/readyz")
-    }
-
-    /// Stops etcd and starts it again on the same ports and data, as a restart of the
-    /// cluster's store does; returns once it answers its health endpoint.
-    pub fn restart_etcd(&self) -> Result<(), E2eError> {
-        {
-            let mut processes = self.lock();
-            if let Some(i) = processes.iter().position(|p| p.name == "etcd") {
-                let mut p = processes.remove(i);
-                p.stop();
-            }
-        }
-        let p = Supervised::start(
-            "etcd",
-            &bin("etcd")?,
-            &self.etcd_args,
-            &self.dir.join("etcd.log"),
-        )?;
-        self.lock().push(p);
-        let url = self
-            .etcd_args
-            .iter()
-            .find_map(|a| a.strip_prefix("--listen-client-urls="))
-            .unwrap_or_default()
-            .to_string();
-        let etcdctl = bin("etcdctl")?;
-        let healthy = wait_until(READY_TIMEOUT, || {
-            std::net::TcpStream::connect(url.trim_start_matches("http://")).is_ok()
-                && Command::new(&etcdctl)
-                    .args(["--endpoints", &url, "endpoint", "health"])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-        });
-        if healthy {
-            Ok(())
-        } else {
-            Err(E2eError::NotReady {
-                component: "etcd".into(),
-                timeout: READY_TIMEOUT,
-                log: std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default(),
-            })
-        }
     }
 
     /// Stops every process, newest first, and removes the state directory.

@@ -20,6 +20,7 @@ pub mod chart;
 pub mod cluster;
 pub mod control_plane;
 pub mod crds;
+pub mod error;
 pub mod fixtures;
 pub mod http;
 pub mod identities;
@@ -36,5 +37,6 @@ pub mod thick;
 pub mod upstream;
 pub mod upstream_node;
 
-pub use control_plane::{ControlPlane, E2eError};
+pub use control_plane::ControlPlane;
+pub use error::E2eError;
 pub use fixtures::unique_name;

@@ -16,6 +16,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::E2eError;
 use crate::binaries::bin_dir;
+use crate::error::io;
 
 pub use crate::agent_node::AgentNode;
 
@@ -23,10 +24,6 @@ pub use crate::agent_node::AgentNode;
 pub const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
 /// Annotation a pod names its extra networks in.
 pub const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
-
-fn io(what: &str) -> impl Fn(std::io::Error) -> E2eError + '_ {
-    move |e| E2eError::Io(format!("{what}: {e}"))
-}
 
 /// One simulated node's host side: CNI directories in a temp dir, bridges and network
 /// namespaces of its own.

@@ -10,11 +10,8 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
+use crate::error::io;
 use crate::{ControlPlane, E2eError};
-
-fn io(what: &str) -> impl Fn(std::io::Error) -> E2eError + '_ {
-    move |e| E2eError::Io(format!("{what}: {e}"))
-}
 
 /// Shell run in the private mount namespace. `$1`: a work directory holding
 /// `serviceaccount/{token,ca.crt}`; `E2E_HIDE`: colon-separated directories to cover with an

@@ -11,15 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::error::io;
 use crate::fixtures::{self, BoundTo};
 use crate::podnet::{PodHost, PodRef, cni_file};
 use crate::thick::{Daemon, Launch};
 use crate::upstream::{Entrypoint, InCluster, release_bin, thin_entrypoint_of};
 use crate::{ControlPlane, E2eError};
-
-fn io(what: &str) -> impl Fn(std::io::Error) -> E2eError + '_ {
-    move |e| E2eError::Io(format!("{what}: {e}"))
-}
 
 /// Upstream's ServiceAccount name in the test's namespace.
 pub const ACCOUNT: &str = "upstream-multus";

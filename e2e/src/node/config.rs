@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{RealNode, host};
 use crate::binaries::bin_dir;
+use crate::error::io;
 use crate::{ControlPlane, E2eError, pki};
 
 /// What the node files are made from.
@@ -162,10 +163,6 @@ pub fn bridge_conflist(f: &NodeFiles) -> String {
 /// Pods of this node resolve nothing: their nameserver is their own loopback, which
 /// answers at once with "connection refused" instead of timing out.
 pub const RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n";
-
-fn io(context: impl std::fmt::Display) -> impl Fn(std::io::Error) -> E2eError {
-    move |e| E2eError::Io(format!("{context}: {e}"))
-}
 
 /// Writes the node's config files, the kubelet's kubeconfig with its client certificate,
 /// the node's directories, the CNI plugins and the primary network into the state dir.

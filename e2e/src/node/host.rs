@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::E2eError;
+use crate::error::io;
 use crate::process::{MARKER, owner_of, wait_until};
 
 /// Node paths that are bind mounts of the node's own directories inside its mount
@@ -65,10 +66,6 @@ holder=$1 cgroup=$2; shift 2
 echo $$ >"$cgroup/cgroup.procs"
 exec nsenter --mount="/proc/$holder/ns/mnt" -- "$@"
 "#;
-
-fn io(context: impl std::fmt::Display) -> impl Fn(std::io::Error) -> E2eError {
-    move |e| E2eError::Io(format!("{context}: {e}"))
-}
 
 /// Writes the holder and enter scripts into `dir`; returns their paths.
 pub fn write_scripts(dir: &Path) -> Result<(PathBuf, PathBuf), E2eError> {
