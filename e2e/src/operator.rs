@@ -2,8 +2,9 @@
 //! playing the node agent's part (feedback annotations) where a test needs it.
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -77,6 +78,27 @@ impl RunningOperator {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
     }
+}
+
+/// Waits until `events` lists an Event that `matches`, and returns it; panics after
+/// `timeout` naming `what`.
+pub async fn wait_event(
+    events: &Api<Event>,
+    what: &str,
+    timeout: Duration,
+    matches: impl Fn(&Event) -> bool,
+) -> Event {
+    eventually(what, timeout, || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|e| matches(e))
+            .ok_or_else(|| "no such event yet".to_string())
+    })
+    .await
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` naming

@@ -236,15 +236,8 @@ async fn wait_event(
     what: &str,
     about: impl Fn(&ObjectReference) -> bool,
 ) -> Event {
-    eventually(what, WAIT, || async {
-        let list = events
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        list.items
-            .into_iter()
-            .find(|e| e.regarding.as_ref().is_some_and(&about))
-            .ok_or_else(|| "no event yet".to_string())
+    multus_e2e::operator::wait_event(events, what, WAIT, |e| {
+        e.regarding.as_ref().is_some_and(&about)
     })
     .await
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use multus_crds::MultusConfig;
 use multus_crds::bundle::{MANAGED_BY_LABEL, NODE_ANNOTATION};
-use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
+use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually, wait_event};
 use multus_e2e::{ControlPlane, fixtures, unique_name};
 
 /// Deadline for the operator (about a second when idle) and for the API server to serve a
@@ -198,23 +198,15 @@ async fn undecodable_objects_are_reported_and_the_rest_keeps_reconciling() {
         ("NetworkAttachmentDefinition", "bad".to_string()),
         ("MultusConfig", format!("{test}-bad")),
     ] {
-        let event = eventually(
+        let event = wait_event(
+            &events,
             &format!("an Undecodable Event on {kind} {name}"),
             WAIT,
-            || async {
-                let list = events
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                list.items
-                    .into_iter()
-                    .find(|e| {
-                        e.reason.as_deref() == Some("Undecodable")
-                            && e.regarding.as_ref().is_some_and(|r| {
-                                r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(&name)
-                            })
+            |e| {
+                e.reason.as_deref() == Some("Undecodable")
+                    && e.regarding.as_ref().is_some_and(|r| {
+                        r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(&name)
                     })
-                    .ok_or_else(|| "none yet".to_string())
             },
         )
         .await;

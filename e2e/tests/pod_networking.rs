@@ -6,14 +6,14 @@
 //! as the runtime calls them; DEL is checked on the pod's namespace and the IPAM leases.
 
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 use multus_crds::MultusConfig;
 use multus_crds::status::condition;
 use multus_e2e::ControlPlane;
-use multus_e2e::operator::eventually;
+use multus_e2e::operator::{eventually, wait_event};
 use multus_e2e::podnet::{AgentNode, PodRef, addresses_in, interfaces_in, printed};
 
 /// Our operator and agent, on a loaded 2-core machine.
@@ -124,19 +124,10 @@ async fn device_info_asked_for_without_a_resource_name_is_warned_and_multus_inde
     .unwrap();
 
     let events: Api<Event> = Api::namespaced(node.client.clone(), &node.ns);
-    let event = eventually("a Warning Event on the NAD", WAIT, || async {
-        let list = events
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        list.items
-            .into_iter()
-            .find(|e| {
-                e.regarding
-                    .as_ref()
-                    .is_some_and(|r| r.name.as_deref() == Some("devices"))
-            })
-            .ok_or_else(|| "no event yet".to_string())
+    let event = wait_event(&events, "a Warning Event on the NAD", WAIT, |e| {
+        e.regarding
+            .as_ref()
+            .is_some_and(|r| r.name.as_deref() == Some("devices"))
     })
     .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
