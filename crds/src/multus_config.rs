@@ -10,6 +10,17 @@ use std::collections::BTreeMap;
 
 use crate::status::MultusConfigStatus;
 
+mod kubeconfig;
+mod paths;
+
+pub use kubeconfig::{
+    DEFAULT_EXPIRATION_SECONDS, KubeconfigSpec, MIN_EXPIRATION_SECONDS, ServiceAccountRef,
+};
+pub use paths::{
+    DEFAULT_CNI_BIN_DIR, DEFAULT_CNI_CONF_DIR, DEFAULT_KUBECONFIG_PATH, DEFAULT_MULTUS_CONF_DIR,
+    Paths, ThickOptions,
+};
+
 /// Desired Multus configuration for the nodes a selector picks.
 // Each printcolumn(...) repeats `type_`; clippy reads them as duplicates of one attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -84,49 +95,6 @@ pub struct MultusConfigSpec {
     pub thick: ThickOptions,
 }
 
-/// Paths as `multus-daemon` sees them. The defaults match the chart's DaemonSet.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ThickOptions {
-    /// Where the daemon container mounts the host's root for reading files (`/host`): host
-    /// path `/etc/cni/net.d` is `/host/etc/cni/net.d` to the daemon.
-    #[serde(default = "default_daemon_path_prefix")]
-    #[x_kube(validation = Rule::new("self == '' || (self.startsWith('/') && !self.endsWith('/'))")
-        .message("daemonPathPrefix must be empty or an absolute path without a trailing slash"))]
-    #[schemars(length(max = 1024))]
-    pub daemon_path_prefix: String,
-    /// Host directory of the daemon socket (`daemonSocketDir` of the shim).
-    #[serde(default = "default_socket_dir")]
-    #[x_kube(validation = absolute_path_rule("socketDir"))]
-    #[schemars(length(max = 1024))]
-    pub socket_dir: String,
-    /// Where the daemon sees the host root to exec plugins in (`chrootDir`).
-    #[serde(default = "default_chroot_dir")]
-    #[x_kube(validation = absolute_path_rule("chrootDir"))]
-    #[schemars(length(max = 1024))]
-    pub chroot_dir: String,
-}
-
-fn default_daemon_path_prefix() -> String {
-    "/host".into()
-}
-fn default_socket_dir() -> String {
-    "/run/multus".into()
-}
-fn default_chroot_dir() -> String {
-    "/hostroot".into()
-}
-
-impl Default for ThickOptions {
-    fn default() -> Self {
-        Self {
-            daemon_path_prefix: default_daemon_path_prefix(),
-            socket_dir: default_socket_dir(),
-            chroot_dir: default_chroot_dir(),
-        }
-    }
-}
-
 /// How Multus runs on the node.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -179,76 +147,6 @@ pub struct AutoPrimary {
     /// for example `*istio*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
-}
-
-/// Host directories and files.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("self.cniConfDir != self.multusConfDir")
-        .message("multusConfDir must differ from cniConfDir"),
-    validation = Rule::new("!self.kubeconfigPath.endsWith('.conf') && !self.kubeconfigPath.endsWith('.conflist') && !self.kubeconfigPath.endsWith('.json')")
-        .message("kubeconfigPath must not end in .conf, .conflist or .json (libcni would load it as a network config)")
-)]
-pub struct Paths {
-    /// Where kubelet's runtime reads CNI configs.
-    #[serde(default = "default_cni_conf_dir")]
-    #[x_kube(validation = absolute_path_rule("cniConfDir"))]
-    #[schemars(length(max = 1024))]
-    pub cni_conf_dir: String,
-    /// Where file-backed delegates live (Multus `confDir`).
-    #[serde(default = "default_multus_conf_dir")]
-    #[x_kube(validation = absolute_path_rule("multusConfDir"))]
-    #[schemars(length(max = 1024))]
-    pub multus_conf_dir: String,
-    /// CNI plugin binaries (Multus `binDir`).
-    #[serde(default = "default_cni_bin_dir")]
-    #[x_kube(validation = absolute_path_rule("cniBinDir"))]
-    #[schemars(length(max = 1024))]
-    pub cni_bin_dir: String,
-    /// The host kubeconfig file.
-    #[serde(default = "default_kubeconfig_path")]
-    #[x_kube(validation = absolute_path_rule("kubeconfigPath"))]
-    #[schemars(length(max = 1024))]
-    pub kubeconfig_path: String,
-}
-
-fn absolute_path_rule(field: &str) -> kube::core::Rule {
-    kube::core::Rule::new(
-        "self.startsWith('/') && !self.contains('/../') && !self.endsWith('/..') && !self.contains('//') && !self.contains(' ')",
-    )
-    .message(kube::core::Message::Message(format!(
-        "{field} must be an absolute path without '..', '//' or spaces"
-    )))
-}
-
-pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
-pub const DEFAULT_MULTUS_CONF_DIR: &str = "/etc/cni/multus/net.d";
-pub const DEFAULT_CNI_BIN_DIR: &str = "/opt/cni/bin";
-pub const DEFAULT_KUBECONFIG_PATH: &str = "/etc/cni/net.d/multus.d/multus.kubeconfig";
-
-fn default_cni_conf_dir() -> String {
-    DEFAULT_CNI_CONF_DIR.into()
-}
-fn default_multus_conf_dir() -> String {
-    DEFAULT_MULTUS_CONF_DIR.into()
-}
-fn default_cni_bin_dir() -> String {
-    DEFAULT_CNI_BIN_DIR.into()
-}
-fn default_kubeconfig_path() -> String {
-    DEFAULT_KUBECONFIG_PATH.into()
-}
-
-impl Default for Paths {
-    fn default() -> Self {
-        Self {
-            cni_conf_dir: default_cni_conf_dir(),
-            multus_conf_dir: default_multus_conf_dir(),
-            cni_bin_dir: default_cni_bin_dir(),
-            kubeconfig_path: default_kubeconfig_path(),
-        }
-    }
 }
 
 /// CNI spec versions Multus and the reference plugins accept.
@@ -362,82 +260,6 @@ pub struct MultusOptions {
     /// Extra capabilities, merged with the ones the primary network declares.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capabilities: BTreeMap<String, bool>,
-}
-
-/// The host kubeconfig and its ServiceAccount token.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(
-    "!has(self.refreshBeforeExpiry) || self.refreshBeforeExpiry.endsWith('%') || duration(self.refreshBeforeExpiry).getSeconds() < self.expirationSeconds"
-).message("refreshBeforeExpiry must be shorter than expirationSeconds"))]
-pub struct KubeconfigSpec {
-    /// Write the kubeconfig. On by default in every mode and for every primary source.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// The ServiceAccount whose token goes into the kubeconfig. Defaults to the account the
-    /// operator was installed with (`--multus-service-account`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_account: Option<ServiceAccountRef>,
-    /// Requested token lifetime.
-    #[serde(default = "default_expiration_seconds")]
-    #[schemars(range(min = 600, max = 31536000))]
-    pub expiration_seconds: i64,
-    /// When to replace the token: a share of its lifetime (`20%`) or a duration (`10m`,
-    /// `1h`) before it expires. Default `20%`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([1-9]|[1-9][0-9])%$') || self.matches('^[1-9][0-9]{0,8}(s|m|h)$')")
-        .message("refreshBeforeExpiry must be a percentage from 1% to 99% or a duration such as 10m"))]
-    #[schemars(length(max = 16))]
-    pub refresh_before_expiry: Option<String>,
-    /// Token audiences. Empty means the API server's own.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub audiences: Vec<String>,
-    /// API server URL written into the kubeconfig; default is the agent's in-cluster server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('https://')").message("server must be an https:// URL"))]
-    #[schemars(length(max = 2048))]
-    pub server: Option<String>,
-    /// PEM bundle of the CA that signed the API server certificate; default is the agent's
-    /// in-cluster CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.contains('-----BEGIN CERTIFICATE-----')").message("certificateAuthority must be PEM certificate data"))]
-    #[schemars(length(max = 65536))]
-    pub certificate_authority: Option<String>,
-}
-
-pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
-pub const MIN_EXPIRATION_SECONDS: i64 = 600;
-
-fn default_true() -> bool {
-    true
-}
-fn default_expiration_seconds() -> i64 {
-    DEFAULT_EXPIRATION_SECONDS
-}
-
-impl Default for KubeconfigSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            service_account: None,
-            expiration_seconds: DEFAULT_EXPIRATION_SECONDS,
-            refresh_before_expiry: None,
-            audiences: Vec::new(),
-            server: None,
-            certificate_authority: None,
-        }
-    }
-}
-
-/// A ServiceAccount by namespace and name.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-pub struct ServiceAccountRef {
-    /// A namespace name (DNS-1123 label).
-    #[schemars(regex(pattern = crate::schema::DNS_LABEL), length(min = 1, max = 63))]
-    pub namespace: String,
-    /// A ServiceAccount name (DNS-1123 subdomain).
-    #[schemars(regex(pattern = crate::schema::DNS_SUBDOMAIN), length(min = 1, max = 253))]
-    pub name: String,
 }
 
 /// Which NetworkAttachmentDefinitions become files in `multusConfDir`.
