@@ -97,8 +97,8 @@ pub fn busybox(dir: &Path) -> Result<ImageArchive, E2eError> {
     write(&image, dir, "busybox")
 }
 
-/// The operator image as `images/operator/Dockerfile` builds it: a static musl build at
-/// /usr/local/bin on a distroless/static-like base, user 65532:65532.
+/// The operator image as `images/Dockerfile` (target `operator`) builds it: a static musl
+/// build at /usr/local/bin on a distroless/static-like base, user 65532:65532.
 pub fn operator(dir: &Path) -> Result<ImageArchive, E2eError> {
     workspace_image(
         dir,
@@ -109,7 +109,7 @@ pub fn operator(dir: &Path) -> Result<ImageArchive, E2eError> {
     )
 }
 
-/// The node agent image as `images/node-agent/Dockerfile` builds it (user root).
+/// The node agent image as `images/Dockerfile` (target `node-agent`) builds it (user root).
 pub fn node_agent(dir: &Path) -> Result<ImageArchive, E2eError> {
     workspace_image(
         dir,

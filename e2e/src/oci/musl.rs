@@ -1,5 +1,5 @@
 //! The workspace binaries as the images ship them: static musl release builds, built the
-//! way `images/*/Dockerfile` builds them (musl-gcc for ring's C parts), once per test
+//! way `images/Dockerfile` builds them (musl-gcc for ring's C parts), once per test
 //! process; cargo's incremental build makes later runs cheap.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ const BINS: [(&str, &str); 2] = [
     ("multus-node-agent", "multus-node-agent"),
 ];
 
-/// The musl target for the host's architecture, as the Dockerfiles pick it.
+/// The musl target for the host's architecture, as the Dockerfile picks it.
 pub fn musl_target() -> Result<String, E2eError> {
     match std::env::consts::ARCH {
         arch @ ("x86_64" | "aarch64") => Ok(format!("{arch}-unknown-linux-musl")),
@@ -71,7 +71,7 @@ fn build() -> Result<PathBuf, E2eError> {
 }
 
 /// Fails unless `path` is an ELF file without shared-library dependencies (no NEEDED entry
-/// in `readelf -d`, as the Dockerfiles check): the images carry no libc.
+/// in `readelf -d`, as the Dockerfile checks): the images carry no libc.
 pub fn check_static(path: &Path) -> Result<(), E2eError> {
     let out = Command::new("readelf")
         .arg("-d")
