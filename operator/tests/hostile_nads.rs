@@ -6,11 +6,12 @@
 use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 
-use multus_crds::MultusConfig;
 use multus_crds::cni::Problem;
 use multus_crds::nad::{NODE_CONFIG_ANNOTATION, NetworkAttachmentDefinition};
 use multus_operator::catalog::{self, NamespaceLabels, Reason};
 use multus_operator::render::{RenderDefaults, render_node};
+
+mod support;
 
 /// A config around one plugin.
 fn conf(plugin: Value) -> String {
@@ -179,21 +180,11 @@ fn cases() -> Vec<(String, String, Problem, String)> {
     cases
 }
 
-fn config() -> MultusConfig {
-    serde_json::from_value(json!({
-        "apiVersion": "operator.multus.dev/v1alpha1",
-        "kind": "MultusConfig",
-        "metadata": { "name": "default" },
-        "spec": { "primary": { "auto": {} }, "attachments": {} },
-    }))
-    .expect("config")
-}
-
 #[test]
 fn every_hostile_nad_is_refused_with_its_field_named_and_reaches_no_node_file() {
     let cases = cases();
     assert!(cases.len() >= 50, "{} cases", cases.len());
-    let config = config();
+    let config = support::all_nads_config();
     let node: Node = serde_json::from_value(json!({ "metadata": { "name": "n1" } })).expect("node");
     let namespaces = NamespaceLabels::default();
     let good =
@@ -235,7 +226,7 @@ fn every_hostile_nad_is_refused_with_its_field_named_and_reaches_no_node_file() 
 
 #[test]
 fn an_interface_name_from_a_node_placeholder_is_checked_once_filled_in() {
-    let config = config();
+    let config = support::all_nads_config();
     let template = conf(json!({ "type": "macvlan", "master": "{{ node.labels[uplink] }}" }));
     let nads = vec![nad("uplinked", &template, true)];
     let catalog = catalog::build(

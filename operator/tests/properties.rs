@@ -6,21 +6,12 @@ use k8s_openapi::api::core::v1::Node;
 use proptest::prelude::*;
 use serde_json::json;
 
-use multus_crds::MultusConfig;
 use multus_crds::cni;
 use multus_crds::nad::{NODE_CONFIG_ANNOTATION, NetworkAttachmentDefinition};
 use multus_operator::catalog::{self, NamespaceLabels};
 use multus_operator::render::{RenderDefaults, render_node};
 
-fn config() -> MultusConfig {
-    serde_json::from_value(json!({
-        "apiVersion": "operator.multus.dev/v1alpha1",
-        "kind": "MultusConfig",
-        "metadata": { "name": "default" },
-        "spec": { "primary": { "auto": {} }, "attachments": {} },
-    }))
-    .expect("config")
-}
+mod support;
 
 /// A NAD config: arbitrary text, or a plausible config with arbitrary values in its fields
 /// (node placeholders included).
@@ -70,7 +61,7 @@ proptest! {
                 .expect("NAD")
             })
             .collect();
-        let config = config();
+        let config = support::all_nads_config();
         let catalog = catalog::build(config.spec.attachments.as_ref(), &nads, &NamespaceLabels::default())
             .expect("selectors");
         let node: Node = serde_json::from_value(json!({
