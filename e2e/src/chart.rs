@@ -144,7 +144,7 @@ pub fn documents(rendered: &str) -> Result<Vec<Value>, E2eError> {
                 .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         })
         .map(|doc| {
-            serde_yaml::from_str(doc)
+            serde_saphyr::from_str(doc)
                 .map_err(|e| E2eError::Io(format!("helm rendered invalid YAML: {e}")))
         })
         .collect()
@@ -162,8 +162,9 @@ pub fn only_kinds(rendered: &str, kinds: &[&str]) -> Result<(String, Vec<Value>)
         .collect();
     let mut stream = Vec::new();
     for doc in &docs {
-        stream
-            .push(serde_yaml::to_string(doc).map_err(|e| E2eError::Io(format!("serialise: {e}")))?);
+        stream.push(
+            serde_saphyr::to_string(doc).map_err(|e| E2eError::Io(format!("serialise: {e}")))?,
+        );
     }
     Ok((stream.join("---\n"), docs))
 }

@@ -16,7 +16,7 @@ pub async fn install(client: &Client) -> Result<(), E2eError> {
     let mut names = Vec::new();
     for (_, yaml) in manifests {
         let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&yaml).map_err(|e| E2eError::Kube(e.to_string()))?;
+            serde_saphyr::from_str(&yaml).map_err(|e| E2eError::Kube(e.to_string()))?;
         let name = crd.metadata.name.clone().unwrap_or_default();
         crds.patch(
             &name,

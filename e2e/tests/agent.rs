@@ -223,7 +223,7 @@ fn expected_multus_config(bundle: &NodeBundle, primary_name: &str, primary: &str
 }
 
 async fn token_user(cp: &ControlPlane, kubeconfig: &str) -> String {
-    let parsed: serde_yaml::Value = serde_yaml::from_str(kubeconfig).unwrap();
+    let parsed: serde_json::Value = serde_saphyr::from_str(kubeconfig).unwrap();
     let token = parsed["users"][0]["user"]["token"]
         .as_str()
         .unwrap()

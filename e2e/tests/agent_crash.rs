@@ -107,7 +107,7 @@ async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file(
             }
             if path.ends_with(".kubeconfig") {
                 assert!(
-                    serde_yaml::from_slice::<serde_yaml::Value>(bytes).is_ok(),
+                    serde_saphyr::from_slice::<Value>(bytes).is_ok(),
                     "kill {i}: {path}"
                 );
             }

@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// (token, exp) from a kubeconfig the agent wrote.
 fn token_of(text: &str) -> Option<(String, i64)> {
-    let parsed: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    let parsed: serde_json::Value = serde_saphyr::from_str(text).ok()?;
     let token = parsed["users"][0]["user"]["token"].as_str()?.to_string();
     let claims = token.split('.').nth(1)?;
     let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD

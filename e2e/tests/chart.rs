@@ -891,7 +891,7 @@ fn the_readme_values_table_has_every_schema_value_with_its_default() {
     let schema: serde_json::Value =
         serde_json::from_str(&read(&format!("{CHART}/values.schema.json"))).expect("schema");
     let values: serde_json::Value =
-        serde_yaml::from_str(&read(&format!("{CHART}/values.yaml"))).expect("values");
+        serde_saphyr::from_str(&read(&format!("{CHART}/values.yaml"))).expect("values");
     let readme = read(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
     let section = readme
         .split("### Chart values")

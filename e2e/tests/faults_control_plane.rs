@@ -147,7 +147,7 @@ async fn token_in_file(
 ) -> (String, Result<String, String>) {
     let text = std::fs::read_to_string(root.join("etc/cni/net.d/multus.d/multus.kubeconfig"))
         .unwrap_or_default();
-    let config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_default();
+    let config: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_default();
     let token = config["users"][0]["user"]["token"]
         .as_str()
         .unwrap_or_default()

@@ -66,7 +66,7 @@ fn keep(kubeconfig: &Path, dir: &Path, name: &str) -> (PathBuf, String) {
     let text = std::fs::read_to_string(kubeconfig).unwrap();
     let path = dir.join(format!("{name}.kubeconfig"));
     std::fs::write(&path, &text).unwrap();
-    let parsed: Value = serde_yaml::from_str(&text).unwrap();
+    let parsed: Value = serde_saphyr::from_str(&text).unwrap();
     let token = parsed["users"][0]["user"]["token"].as_str().unwrap();
     let claims = token.split('.').nth(1).unwrap();
     let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD

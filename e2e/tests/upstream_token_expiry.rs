@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The token in a kubeconfig file.
 fn token_in(path: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    let parsed: serde_json::Value = serde_saphyr::from_str(&text).ok()?;
     Some(parsed["users"][0]["user"]["token"].as_str()?.to_string())
 }
 

@@ -11,7 +11,7 @@ use multus_crds::cni;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("not a ConfigMap: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_saphyr::Error),
     #[error("the ConfigMap has no data")]
     NoData,
     #[error(transparent)]
@@ -22,7 +22,7 @@ pub enum CheckError {
 
 /// Checks a ConfigMap given as YAML; returns a short report of what would be written.
 pub fn check_configmap_yaml(text: &str) -> Result<String, CheckError> {
-    let cm: ConfigMap = serde_yaml::from_str(text)?;
+    let cm: ConfigMap = serde_saphyr::from_str(text)?;
     let data = cm.data.ok_or(CheckError::NoData)?;
     let bundle = NodeBundle::from_configmap_data(&data)?;
     let mut report = format!(

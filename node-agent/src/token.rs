@@ -345,7 +345,7 @@ pub async fn adopt(
     settings: &KubeconfigSettings,
     kubeconfig_text: &str,
 ) -> Option<Token> {
-    let parsed: serde_yaml::Value = serde_yaml::from_str(kubeconfig_text).ok()?;
+    let parsed: serde_json::Value = serde_saphyr::from_str(kubeconfig_text).ok()?;
     let secret = parsed["users"][0]["user"]["token"].as_str()?.to_string();
     let claims = secret.split('.').nth(1)?;
     let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -439,7 +439,7 @@ mod tests {
         };
         let text = render_kubeconfig(&endpoint, &token(0, 10)).unwrap();
         assert!(text.starts_with(KUBECONFIG_HEADER));
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let parsed: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(parsed["apiVersion"], "v1");
         assert_eq!(parsed["kind"], "Config");
         assert_eq!(
@@ -502,7 +502,7 @@ mod tests {
                 .decode(cluster.certificate_authority_data.unwrap_or_default())
                 .unwrap();
             proptest::prop_assert_eq!(ca_data, ca.into_bytes());
-            let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            let parsed: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
             proptest::prop_assert_eq!(parsed["users"][0]["user"]["token"].as_str(), Some(secret.as_str()));
         }
     }

@@ -106,7 +106,7 @@ pub enum CliError {
     #[error("cannot serialize output: {0}")]
     Json(#[from] serde_json::Error),
     #[error("cannot serialize output: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_saphyr::SerializeError),
     #[error("cannot write output: {0}")]
     Write(#[from] std::io::Error),
     #[error("cannot start the runtime: {0}")]

@@ -70,14 +70,14 @@ mod tests {
     use super::*;
 
     fn config(name: &str, created: &str, selector: &str) -> MultusConfig {
-        serde_yaml::from_str(&format!(
+        serde_saphyr::from_str(&format!(
             "apiVersion: operator.multus.dev/v1alpha1\nkind: MultusConfig\nmetadata: {{ name: {name}, creationTimestamp: \"{created}\" }}\nspec:\n  primary: {{ auto: {{}} }}\n  nodeSelector: {selector}\n"
         ))
         .expect("valid config")
     }
 
     fn node(name: &str, labels: &str) -> Node {
-        serde_yaml::from_str(&format!(
+        serde_saphyr::from_str(&format!(
             "apiVersion: v1\nkind: Node\nmetadata: {{ name: {name}, labels: {labels} }}\n"
         ))
         .expect("valid node")

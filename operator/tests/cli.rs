@@ -68,7 +68,7 @@ fn render_leaves_out_an_attachment_whose_label_is_missing_on_that_node_only() {
 fn render_as_configmap_prints_a_sealed_bundle_for_that_node() {
     let (result, out, _) = render(&["--node", "worker-1", "-o", "configmap"]);
     assert_eq!(result, Ok(()));
-    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_yaml::from_str(&out).expect("YAML");
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_saphyr::from_str(&out).expect("YAML");
     assert_eq!(cm.metadata.name.as_deref(), Some("multus-node-worker-1"));
     let bundle = multus_crds::bundle::NodeBundle::from_configmap_data(&cm.data.unwrap_or_default())
         .expect("hashes and format version check out");

@@ -14,14 +14,14 @@ use multus_operator::rollout::NodeState;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn config() -> MultusConfig {
-    serde_yaml::from_str(
+    serde_saphyr::from_str(
         "apiVersion: operator.multus.dev/v1alpha1\nkind: MultusConfig\nmetadata: { name: c, uid: u1, generation: 2 }\nspec:\n  primary: { auto: {} }\n  nodeSelector: { matchLabels: { pool: a } }\n",
     )
     .unwrap()
 }
 
 fn node(name: &str, pool: &str) -> Node {
-    serde_yaml::from_str(&format!(
+    serde_saphyr::from_str(&format!(
         "apiVersion: v1\nkind: Node\nmetadata: {{ name: {name}, labels: {{ pool: {pool} }} }}\n"
     ))
     .unwrap()

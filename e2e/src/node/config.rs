@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn the_kubelet_uses_cgroupfs_under_the_node_root_and_the_test_ca() {
-        let config: serde_yaml::Value = serde_yaml::from_str(&kubelet_yaml(&files())).unwrap();
+        let config: serde_json::Value = serde_saphyr::from_str(&kubelet_yaml(&files())).unwrap();
         assert_eq!(config["cgroupDriver"], "cgroupfs");
         assert_eq!(config["cgroupRoot"], "/multus-e2e-1-node-n");
         assert_eq!(config["failCgroupV1"], false);

@@ -1,7 +1,7 @@
 //! Reading Kubernetes manifests from YAML files for the offline tools.
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use serde::Deserialize;
+use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -17,12 +17,11 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: document {index} is not valid YAML: {source}")]
+    #[error("{path}: not valid YAML: {source}")]
     Yaml {
         path: PathBuf,
-        index: usize,
         #[source]
-        source: serde_yaml::Error,
+        source: Box<serde_saphyr::Error>,
     },
     #[error("{path}: document {index} is not a valid {kind}: {source}")]
     Object {
@@ -30,7 +29,7 @@ pub enum InputError {
         index: usize,
         kind: String,
         #[source]
-        source: serde_yaml::Error,
+        source: serde_json::Error,
     },
     #[error("no {0} in the given manifests")]
     Missing(&'static str),
@@ -66,32 +65,26 @@ impl Inputs {
         Ok(inputs)
     }
 
-    /// Adds every document of one YAML text.
+    /// Adds every document of one YAML text (empty documents are skipped and not counted).
     pub fn add(&mut self, path: &Path, text: &str) -> Result<(), InputError> {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let value =
-                serde_yaml::Value::deserialize(document).map_err(|source| InputError::Yaml {
-                    path: path.to_path_buf(),
-                    index,
-                    source,
-                })?;
+        let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, yaml_options())
+            .map_err(|source| InputError::Yaml {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
+        for (index, value) in documents.into_iter().enumerate() {
             self.add_value(path, index, value)?;
         }
         Ok(())
     }
 
-    fn add_value(
-        &mut self,
-        path: &Path,
-        index: usize,
-        value: serde_yaml::Value,
-    ) -> Result<(), InputError> {
+    fn add_value(&mut self, path: &Path, index: usize, value: Value) -> Result<(), InputError> {
         if value.is_null() {
             return Ok(());
         }
         let kind = value
             .get("kind")
-            .and_then(serde_yaml::Value::as_str)
+            .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
         let object = |source| InputError::Object {
@@ -103,15 +96,15 @@ impl Inputs {
         match kind.as_str() {
             "MultusConfig" => self
                 .configs
-                .push(serde_yaml::from_value(value.clone()).map_err(object)?),
+                .push(serde_json::from_value(value.clone()).map_err(object)?),
             "Node" => self
                 .nodes
-                .push(serde_yaml::from_value(value.clone()).map_err(object)?),
+                .push(serde_json::from_value(value.clone()).map_err(object)?),
             "NetworkAttachmentDefinition" => self
                 .nads
-                .push(serde_yaml::from_value(value.clone()).map_err(object)?),
+                .push(serde_json::from_value(value.clone()).map_err(object)?),
             "Namespace" => {
-                let ns: Namespace = serde_yaml::from_value(value.clone()).map_err(object)?;
+                let ns: Namespace = serde_json::from_value(value.clone()).map_err(object)?;
                 if let Some(name) = ns.metadata.name {
                     self.namespaces
                         .insert(name, ns.metadata.labels.unwrap_or_default());
@@ -120,7 +113,7 @@ impl Inputs {
             "List" => {
                 let items = value
                     .get("items")
-                    .and_then(serde_yaml::Value::as_sequence)
+                    .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
                 for item in items {
@@ -182,6 +175,19 @@ fn pick<'a, T>(
     }
 }
 
+/// How plain scalars are typed when a manifest is read as a generic tree: YAML 1.2 core, so
+/// that `yes`, `on`, `0755` or `1_000` stay strings (a label value `yes` is the string "yes"),
+/// and `<<` is an ordinary key.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+        merge_keys: serde_saphyr::MergeKeyPolicy::AsOrdinary,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+    }
+}
+
 fn read_text(path: &Path) -> Result<String, InputError> {
     let read = |source| InputError::Read {
         path: path.to_path_buf(),
@@ -193,5 +199,59 @@ fn read_text(path: &Path) -> Result<String, InputError> {
         Ok(text)
     } else {
         std::fs::read_to_string(path).map_err(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_document_and_list_item_is_read_and_empty_documents_are_skipped() {
+        let text = "---\n# only a comment\n---\napiVersion: v1\nkind: Node\nmetadata: { name: a }\n\
+                    ---\n---\napiVersion: v1\nkind: List\nitems:\n- { apiVersion: v1, kind: Node, metadata: { name: b } }\n\
+                    - { apiVersion: v1, kind: Secret, metadata: { name: s } }\n";
+        let mut inputs = Inputs::default();
+        inputs
+            .add(Path::new("m.yaml"), text)
+            .expect("valid manifests");
+        let names: Vec<_> = inputs
+            .nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.as_deref())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(inputs.skipped, ["m.yaml: document 1 of kind Secret"]);
+    }
+
+    #[test]
+    fn plain_scalars_that_look_like_booleans_or_octal_stay_strings() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: { gpu: yes, legacy: on, mode: 0755, count: 1_000 }\n";
+        let mut inputs = Inputs::default();
+        inputs
+            .add(Path::new("ns.yaml"), text)
+            .expect("valid namespace");
+        let labels = &inputs.namespaces["team-a"];
+        assert_eq!(labels["gpu"], "yes");
+        assert_eq!(labels["legacy"], "on");
+        assert_eq!(labels["mode"], "0755");
+        assert_eq!(labels["count"], "1_000");
+    }
+
+    #[test]
+    fn a_duplicate_key_or_broken_yaml_is_refused_with_the_file_named() {
+        let mut inputs = Inputs::default();
+        for text in [
+            "apiVersion: v1\nkind: Node\nkind: Node\n",
+            "kind: Node\n---\nmetadata: [\n",
+        ] {
+            let err = inputs
+                .add(Path::new("bad.yaml"), text)
+                .expect_err("refused");
+            assert!(
+                matches!(&err, InputError::Yaml { path, .. } if path == Path::new("bad.yaml")),
+                "{err}"
+            );
+        }
     }
 }

@@ -53,7 +53,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     match args.output {
         Output::Configmap => {
             let cm = configmap::bundle_configmap(&rendered.bundle, &args.namespace)?;
-            let yaml = serde_yaml::to_string(&cm)?;
+            let yaml = serde_saphyr::to_string(&cm)?;
             write!(out, "{yaml}")?;
         }
         Output::Files => {
