@@ -33,6 +33,7 @@ pub mod process;
 pub mod replica;
 pub mod scenario;
 pub mod slot;
+pub mod test_env;
 pub mod thick;
 pub mod upstream;
 pub mod upstream_node;

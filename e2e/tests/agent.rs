@@ -4,9 +4,9 @@
 //! removal on unselect versus nothing on SIGTERM.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
-use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,46 +15,40 @@ use multus_crds::MultusConfig;
 use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule, feedback, node_configmap_name};
 use multus_crds::completion::{Primary, complete_multus_config};
 use multus_e2e::agent::{Launch, RunningAgent, snapshot};
-use multus_e2e::identities::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
 use multus_e2e::scenario::{CALICO, host_root};
-use multus_e2e::{ControlPlane, fixtures, unique_name};
+use multus_e2e::test_env::TestEnv;
+use multus_e2e::{ControlPlane, fixtures};
 
 const WAIT: Duration = Duration::from_secs(60);
 const POOL: &str = "e2e.multus.dev/pool";
 
+/// A test's corner of the cluster with the operator running and its agents' identities.
 struct Env {
-    cp: &'static ControlPlane,
-    /// Admin, for setting scenarios up and checking results.
-    client: Client,
-    ns: String,
-    test: String,
-    /// The chart's identities: the operator and every agent run with them.
-    identities: Identities,
+    base: TestEnv,
     /// Each node's agent kubeconfig (its DaemonSet pod's token), minted once.
     agent_kubeconfigs: std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>>,
     operator: Option<RunningOperator>,
 }
 
+impl std::ops::Deref for Env {
+    type Target = TestEnv;
+    fn deref(&self) -> &TestEnv {
+        &self.base
+    }
+}
+
 impl Env {
     async fn new(prefix: &str) -> Env {
-        let cp = ControlPlane::shared();
-        let client = cp.client().await.unwrap();
-        let test = unique_name(prefix);
-        fixtures::namespace(&client, &test).await.unwrap();
-        let identities = Identities::apply(cp, &test, "thin").await.unwrap();
+        let base = TestEnv::new(prefix).await.unwrap();
         let operator = RunningOperator::start(
-            identities.operator_client(cp).await.unwrap(),
-            &test,
-            &test,
+            base.identities.operator_client(base.cp).await.unwrap(),
+            &base.test,
+            &base.test,
             Duration::from_secs(60),
         );
         Env {
-            cp,
-            client,
-            ns: test.clone(),
-            test,
-            identities,
+            base,
             agent_kubeconfigs: Default::default(),
             operator: Some(operator),
         }
@@ -148,27 +142,11 @@ impl Env {
     }
 
     async fn nad(&self, name: &str, config: &str) {
-        let nad = json!({
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": { "name": name, "namespace": self.ns },
-            "spec": { "config": config },
-        });
-        Api::<multus_crds::NetworkAttachmentDefinition>::namespaced(self.client.clone(), &self.ns)
-            .patch(
-                name,
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&nad),
-            )
-            .await
-            .unwrap();
+        self.base.nad(name, &BTreeMap::new(), config).await.unwrap();
     }
 
     async fn configmap(&self, node: &str) -> Option<ConfigMap> {
-        Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
-            .get_opt(&node_configmap_name(node))
-            .await
-            .unwrap()
+        self.bundle_configmap(node).await.unwrap()
     }
 
     /// Waits until the agent's feedback annotation `state` has `value`.

@@ -17,9 +17,9 @@ use multus_crds::bundle::{
 };
 use multus_crds::status::condition;
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
-use multus_e2e::identities::Identities;
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, agent_reports, eventually};
-use multus_e2e::{ControlPlane, fixtures, unique_name};
+use multus_e2e::test_env::TestEnv;
+use multus_e2e::{ControlPlane, fixtures};
 use multus_operator::catalog;
 use multus_operator::render::{RenderDefaults, render_node};
 
@@ -34,31 +34,26 @@ const GC_WAIT: Duration = Duration::from_secs(90);
 const POOL_LABEL: &str = "e2e.multus.dev/pool";
 const UPLINK_LABEL: &str = "e2e.multus.dev/uplink";
 
-/// One test's corner of the cluster.
+/// One test's corner of the cluster, and the client the operator runs with: the chart's
+/// operator ServiceAccount.
 struct Env {
-    /// Admin, for setting scenarios up (including simulated agents' reports) and checks.
-    client: Client,
-    ns: String,
-    test: String,
-    /// The chart's identities in `ns`.
-    identities: Identities,
-    /// What the operator runs with: the chart's operator ServiceAccount.
+    base: TestEnv,
     operator_client: Client,
+}
+
+impl std::ops::Deref for Env {
+    type Target = TestEnv;
+    fn deref(&self) -> &TestEnv {
+        &self.base
+    }
 }
 
 impl Env {
     async fn new(prefix: &str) -> Env {
-        let cp = ControlPlane::shared();
-        let client = cp.client().await.unwrap();
-        let test = unique_name(prefix);
-        fixtures::namespace(&client, &test).await.unwrap();
-        let identities = Identities::apply(cp, &test, "thin").await.unwrap();
-        let operator_client = identities.operator_client(cp).await.unwrap();
+        let base = TestEnv::new(prefix).await.unwrap();
+        let operator_client = base.identities.operator_client(base.cp).await.unwrap();
         Env {
-            client,
-            ns: test.clone(),
-            test,
-            identities,
+            base,
             operator_client,
         }
     }
@@ -85,20 +80,7 @@ impl Env {
         if let Some(template) = node_config {
             annotations.insert("operator.multus.dev/node-config", template);
         }
-        let nad = json!({
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": { "name": name, "namespace": self.ns, "annotations": annotations },
-            "spec": { "config": config },
-        });
-        self.nads()
-            .patch(
-                name,
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&nad),
-            )
-            .await
-            .unwrap();
+        self.base.nad(name, &annotations, config).await.unwrap();
     }
 
     fn nads(&self) -> Api<NetworkAttachmentDefinition> {
