@@ -1,22 +1,13 @@
 //! The agent loop: watch this node's bundle ConfigMap, the CNI directories (inotify) and the
 //! token clock; on any of them, plan and apply, then report on the ConfigMap.
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
-use notify::Watcher;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use tokio::sync::mpsc;
 
-use multus_crds::bundle::{
-    AgentState, BundleManifest, KubeconfigSettings, NodeBundle, REMOVE_ANNOTATION,
-    node_configmap_name,
-};
+use multus_crds::bundle::{AgentState, BundleManifest, KubeconfigSettings, NodeBundle};
 
 use crate::apply::HostFiles;
 use crate::bounds::AllowedDirs;
@@ -31,10 +22,13 @@ use crate::state::OwnedFiles;
 use crate::token;
 use crate::wake::{Interest, Trigger};
 
-pub use crate::report::FIELD_MANAGER;
-/// How often the agent re-checks the disk even without events.
-const RESYNC: Duration = Duration::from_secs(60);
+mod timer;
+mod watches;
 
+use timer::OnTimer;
+use watches::{DiskWatch, SeenBundle, Wake, marked_for_removal};
+
+pub use crate::report::FIELD_MANAGER;
 /// Agent settings from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -63,28 +57,6 @@ pub enum AgentError {
     Path(#[from] crate::hostpath::PathError),
     #[error("{0}")]
     State(#[from] crate::state::StateError),
-}
-
-/// What woke the loop.
-#[derive(Debug)]
-enum Wake {
-    Bundle(Option<Arc<ConfigMap>>),
-    Disk,
-}
-
-/// What of a bundle ConfigMap a pass depends on: its data and the removal mark. The
-/// agent's own feedback annotations are left out, so that its report does not wake it.
-fn bundle_key(cm: Option<&ConfigMap>) -> Option<(BTreeMap<String, String>, bool)> {
-    cm.map(|cm| (cm.data.clone().unwrap_or_default(), marked_for_removal(cm)))
-}
-
-/// Whether the operator asks this node to remove its files.
-fn marked_for_removal(cm: &ConfigMap) -> bool {
-    cm.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(REMOVE_ANNOTATION))
-        .is_some_and(|v| v == "true")
 }
 
 struct Agent {
@@ -145,164 +117,70 @@ pub async fn run(
     };
 
     let (tx, mut rx) = mpsc::channel::<Wake>(64);
-    let cm_name = node_configmap_name(&agent.settings.node);
-    let api: Api<ConfigMap> = Api::namespaced(client, &agent.settings.namespace);
-    let cm_tx = tx.clone();
-    let watch = tokio::spawn(async move {
-        let config = watcher::Config::default().fields(&format!("metadata.name={cm_name}"));
-        let mut stream = watcher(api, config).default_backoff().boxed();
-        while let Some(event) = stream.next().await {
-            let wake = match event {
-                Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
-                    Wake::Bundle(Some(Arc::new(cm)))
-                }
-                Ok(watcher::Event::Delete(_)) => Wake::Bundle(None),
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "watch of the bundle ConfigMap failed; retrying");
-                    continue;
-                }
-            };
-            if cm_tx.send(wake).await.is_err() {
-                return;
-            }
-        }
-    });
-
-    // inotify on the directories the agent writes into and reads. Only events that can
-    // change what a pass would do wake it (see `wake`); a burst is coalesced below.
-    let interest = Arc::new(Mutex::new(Interest::default()));
-    let disk_tx = tx.clone();
-    let disk_interest = interest.clone();
-    let mut fs_watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            let rescan = event.need_rescan();
-            let wakes = disk_interest
-                .lock()
-                .map(|i| i.wakes(&event.kind, &event.paths, rescan))
-                .unwrap_or(true);
-            if wakes {
-                let _ = disk_tx.try_send(Wake::Disk);
-            }
-        })
-        .ok();
-    let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
-    // Directories of interest that did not exist at the last pass.
-    let mut missing: BTreeSet<PathBuf> = BTreeSet::new();
-
-    let mut bundle_cm: Option<Arc<ConfigMap>> = None;
-    let mut have_bundle = false;
+    let watch = watches::spawn_bundle_watch(
+        client,
+        &agent.settings.namespace,
+        &agent.settings.node,
+        tx.clone(),
+    );
+    let mut disk = DiskWatch::new(tx);
+    let mut bundle = SeenBundle::default();
     tokio::pin!(shutdown);
     loop {
-        let next_token = agent.seconds_until_token_work();
-        let (mut wait, mut timer) = match next_token {
-            Some(s) if s < RESYNC.as_secs() => (Duration::from_secs(s.max(1)), Trigger::Token),
-            _ => (RESYNC, Trigger::Resync),
-        };
-        if let Some(retry) = disk_retry(agent.disk_failures)
-            && retry < wait
-        {
-            (wait, timer) = (retry, Trigger::Retry);
-        }
-        // The periodic check of the token in use is no pass: it only starts one when the
-        // token stopped authenticating.
-        let mut token_check = false;
-        if let Some(s) = agent.seconds_until_token_check()
-            && Duration::from_secs(s.max(1)) < wait
-        {
-            wait = Duration::from_secs(s.max(1));
-            token_check = true;
-        }
+        let (wait, on_timer) = timer::next(
+            agent.seconds_until_token_work(),
+            agent.disk_failures,
+            agent.seconds_until_token_check(),
+        );
         let mut trigger = None;
         tokio::select! {
             () = &mut shutdown => break,
             wake = rx.recv() => match wake {
-                Some(Wake::Bundle(cm)) => {
-                    if !have_bundle || bundle_key(cm.as_deref()) != bundle_key(bundle_cm.as_deref()) {
-                        trigger = Some(Trigger::Bundle);
-                    }
-                    bundle_cm = cm;
-                    have_bundle = true;
-                }
-                Some(Wake::Disk) => trigger = Some(Trigger::Disk),
+                Some(wake) => trigger = agent_trigger(&mut bundle, wake),
                 None => break,
             },
-            () = tokio::time::sleep(wait) => {
-                if !token_check {
-                    trigger = Some(timer);
-                } else if agent.check_token().await {
-                    trigger = Some(Trigger::Token);
+            () = tokio::time::sleep(wait) => match on_timer {
+                OnTimer::Pass(t) => trigger = Some(t),
+                // The periodic check of the token in use is no pass: it only starts one
+                // when the token stopped authenticating.
+                OnTimer::CheckToken => {
+                    if agent.check_token().await {
+                        trigger = Some(Trigger::Token);
+                    }
                 }
-            }
+            },
         }
         // Coalesce a burst of events into one pass.
         while let Ok(more) = rx.try_recv() {
-            match more {
-                Wake::Bundle(cm) => {
-                    if !have_bundle || bundle_key(cm.as_deref()) != bundle_key(bundle_cm.as_deref())
-                    {
-                        trigger.get_or_insert(Trigger::Bundle);
-                    }
-                    bundle_cm = cm;
-                    have_bundle = true;
-                }
-                Wake::Disk => {
-                    trigger.get_or_insert(Trigger::Disk);
-                }
+            if let Some(t) = agent_trigger(&mut bundle, more) {
+                trigger.get_or_insert(t);
             }
         }
-        let Some(trigger) = trigger else {
-            // Only the agent's own report changed on the ConfigMap: nothing to do.
+        // No trigger: only the agent's own report changed on the ConfigMap.
+        let Some(trigger) = trigger.filter(|_| bundle.known) else {
             continue;
         };
-        if !have_bundle {
-            continue;
-        }
         agent.metrics.pass(trigger);
         // A pass waiting on an unresponsive API server must not hold up SIGTERM; every
         // write is atomic, so a pass cut short leaves old or new files, never a mix.
         let cares = tokio::select! {
             () = &mut shutdown => break,
-            cares = agent.reconcile(bundle_cm.as_deref()) => cares,
+            cares = agent.reconcile(bundle.cm.as_deref()) => cares,
         };
-        if let Some(w) = fs_watcher.as_mut() {
-            let mut appeared = false;
-            for dir in cares.watch_dirs() {
-                // A directory that does not exist yet (the readiness file's, say) is
-                // watched through its nearest existing ancestor until it appears.
-                let Some(point) = Interest::watch_point(&dir, Path::exists) else {
-                    continue;
-                };
-                if !watched.contains(&point)
-                    && w.watch(&point, notify::RecursiveMode::NonRecursive).is_ok()
-                {
-                    watched.insert(point.clone());
-                }
-                if point == dir {
-                    appeared |= missing.remove(&dir);
-                } else {
-                    missing.insert(dir);
-                }
-            }
-            // Files may have landed in a directory between its creation and its watch:
-            // one more pass looks.
-            if appeared {
-                let _ = tx.try_send(Wake::Disk);
-            }
-        }
-        if let Ok(mut i) = interest.lock() {
-            *i = cares;
-        }
+        disk.follow(cares);
     }
     watch.abort();
     tracing::info!("stopping; files stay in place");
     Ok(())
 }
 
-/// Back-off after `failures` consecutive disk failures: 1 s doubling to 30 s; none without.
-fn disk_retry(failures: u32) -> Option<Duration> {
-    (failures > 0).then(|| Duration::from_secs((1u64 << (failures - 1).min(5)).min(30)))
+/// The trigger of a pass for `wake`: a disk event always, a bundle sighting when it changes
+/// what a pass reads.
+fn agent_trigger(bundle: &mut SeenBundle, wake: Wake) -> Option<Trigger> {
+    match wake {
+        Wake::Bundle(cm) => bundle.update(cm).then_some(Trigger::Bundle),
+        Wake::Disk => Some(Trigger::Disk),
+    }
 }
 
 impl Agent {
@@ -476,30 +354,5 @@ impl Agent {
         self.rotation
             .failing()
             .then(|| "the last token request failed; retrying".to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disk_failures_are_retried_after_a_back_off_doubling_to_thirty_seconds() {
-        let seconds: Vec<Option<u64>> =
-            (0..9).map(|n| disk_retry(n).map(|d| d.as_secs())).collect();
-        assert_eq!(
-            seconds,
-            vec![
-                None,
-                Some(1),
-                Some(2),
-                Some(4),
-                Some(8),
-                Some(16),
-                Some(30),
-                Some(30),
-                Some(30)
-            ]
-        );
     }
 }
