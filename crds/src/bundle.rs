@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 use crate::multus_config::{Mode, ServiceAccountRef};
 
+pub mod feedback;
+
+pub use feedback::AgentState;
+
 /// The manifest format this build writes and understands. An agent refuses newer ones.
 pub const FORMAT_VERSION: u32 = 1;
 /// Data key of the manifest inside the ConfigMap.
@@ -36,59 +40,6 @@ const MAX_NAME_LEN: usize = 253;
 pub const REMOVE_ANNOTATION: &str = "operator.multus.dev/remove";
 /// RFC 3339 time the removal was first requested, for the cleanup timeout.
 pub const REMOVE_REQUESTED_AT_ANNOTATION: &str = "operator.multus.dev/remove-requested-at";
-
-/// Annotations the agent writes on its own node's ConfigMap.
-pub mod feedback {
-    /// Prefix shared by every feedback annotation.
-    pub const PREFIX: &str = "agent.operator.multus.dev/";
-    /// `bundleHash` of the manifest the agent last applied.
-    pub const APPLIED_HASH: &str = "agent.operator.multus.dev/applied-hash";
-    /// RFC 3339 time of that application.
-    pub const APPLIED_AT: &str = "agent.operator.multus.dev/applied-at";
-    /// The agent's state, one of [`super::AgentState`].
-    pub const STATE: &str = "agent.operator.multus.dev/state";
-    /// The primary config file the agent chose.
-    pub const PRIMARY: &str = "agent.operator.multus.dev/primary";
-    /// RFC 3339 expiry of the token in the host kubeconfig (never the token itself).
-    pub const TOKEN_EXPIRY: &str = "agent.operator.multus.dev/token-expiry";
-    /// The last error, empty when healthy.
-    pub const LAST_ERROR: &str = "agent.operator.multus.dev/last-error";
-}
-
-/// What an agent reports about its node.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AgentState {
-    /// Every file of the bundle is on disk.
-    Applied,
-    /// No primary config (or readiness indicator) yet; nothing written.
-    WaitingForPrimary,
-    /// The last attempt failed; see `last-error`.
-    Failed,
-    /// The owned files were removed (node unselected or MultusConfig deleted).
-    Removed,
-}
-
-impl AgentState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentState::Applied => "Applied",
-            AgentState::WaitingForPrimary => "WaitingForPrimary",
-            AgentState::Failed => "Failed",
-            AgentState::Removed => "Removed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<AgentState> {
-        [
-            AgentState::Applied,
-            AgentState::WaitingForPrimary,
-            AgentState::Failed,
-            AgentState::Removed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-}
 
 /// The manifest stored under [`MANIFEST_KEY`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
