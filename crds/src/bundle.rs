@@ -104,8 +104,10 @@ pub enum FileRole {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum PrimaryRule {
-    /// The first `.conf`/`.conflist` in `dir` (lexical order) that the agent does not own
-    /// and that matches no `exclude` pattern.
+    /// Chosen on the node; the rules live in one place, the agent's `primary` module
+    /// (`node-agent/src/primary.rs`): the first `.conf`/`.conflist`/`.json` in `dir`
+    /// (lexical order) that the agent does not own, whose name does not start with
+    /// `00-multus`, that is not hidden or a temp file, and that matches no `exclude` pattern.
     Auto { dir: String, exclude: Vec<String> },
     /// A named file in `dir`.
     File { dir: String, name: String },

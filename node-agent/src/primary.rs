@@ -1,6 +1,7 @@
-//! Choosing the primary CNI config on the node: the first `.conf`/`.conflist`/`.json` in
-//! lexical order that the agent does not own, is not one of its temp files, not a Multus
-//! config, not a backup, and matches no exclude pattern.
+//! The one place that decides which file is the primary CNI config under `primary.auto`:
+//! the first `.conf`/`.conflist`/`.json` in lexical order that the agent does not own, is
+//! not a Multus config (`00-multus*`), not hidden or one of its temp files, and matches no
+//! exclude pattern. A backup such as `00-multus.conf.cilium_bak` fails the first rule.
 
 use std::path::Path;
 
