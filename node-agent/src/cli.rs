@@ -1,7 +1,11 @@
 //! Command line of the node agent.
 
 use clap::{Parser, Subcommand};
+use multus_process::Shutdown;
 use std::path::PathBuf;
+
+// Re-exported: callers building [`RunArgs`] by hand name the format through this crate.
+pub use multus_process::LogFormat;
 
 /// multus-node-agent: writes this node's Multus files from its bundle ConfigMap.
 #[derive(Debug, Parser)]
@@ -60,8 +64,8 @@ pub struct RunArgs {
     #[arg(long = "metrics-bind-address", default_value = "0.0.0.0:8081")]
     pub metrics_bind_address: std::net::SocketAddr,
     /// `text` or `json` logs on stderr; the level comes from RUST_LOG (default info).
-    #[arg(long = "log-format", default_value = "text")]
-    pub log_format: String,
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// Where backups of taken-over upstream files go by default: beside the state file.
@@ -72,12 +76,8 @@ pub const DEFAULT_BACKUP_DIR: &str = "/var/lib/multus-node-agent/upstream-backup
 pub enum CliError {
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] multus_process::ListenError),
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),
     #[error("cannot read {path}: {source}")]
@@ -144,45 +144,16 @@ pub async fn serve(args: RunArgs) -> Result<(), CliError> {
             .check_backup_dir(&args.backup_dir)
             .map_err(CliError::BackupDir)?;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if args.log_format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    multus_process::init_logging(args.log_format);
     let metrics = crate::metrics::Metrics::default();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let bound = crate::metrics::serve(
+    let stop = Shutdown::on_signal(|| tracing::info!("signal received"));
+    let bound = multus_process::serve_admin(
         args.metrics_bind_address,
-        metrics.clone(),
-        stopped(stop_rx.clone()),
+        crate::metrics::router(metrics.clone()),
+        stop.wait(),
     )
-    .await
-    .map_err(|source| CliError::Listen {
-        addr: args.metrics_bind_address,
-        source,
-    })?;
+    .await?;
     tracing::info!(address = %bound, node = %args.node_name, "serving /metrics, /healthz and /readyz");
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::info!("signal received");
-        let _ = stop_tx.send(true);
-    });
     let settings = crate::agent::Settings {
         node: args.node_name,
         namespace: args.namespace,
@@ -197,5 +168,5 @@ pub async fn serve(args: RunArgs) -> Result<(), CliError> {
         },
         backup_dir: args.backup_dir,
     };
-    Ok(crate::agent::run(settings, metrics, stopped(stop_rx)).await?)
+    Ok(crate::agent::run(settings, metrics, stop.wait()).await?)
 }

@@ -10,7 +10,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -118,13 +117,9 @@ impl Metrics {
     }
 }
 
-/// Serves the endpoints until `shutdown`; returns the bound address.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<SocketAddr> {
-    let app = Router::new()
+/// The admin endpoints, served by [`multus_process::serve_admin`].
+pub fn router(metrics: Metrics) -> Router {
+    Router::new()
         .route(
             "/metrics",
             get(|State(m): State<Metrics>| async move { m.encode() }),
@@ -140,16 +135,5 @@ pub async fn serve(
                 }
             }),
         )
-        .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "admin server failed");
-        }
-    });
-    Ok(bound)
+        .with_state(metrics)
 }

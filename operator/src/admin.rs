@@ -6,7 +6,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -66,30 +65,13 @@ struct AdminState {
     ready: Readiness,
 }
 
-/// Serves the admin endpoints on `addr` until `shutdown` completes. Returns the bound address
-/// (useful with port 0).
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    ready: Readiness,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<SocketAddr> {
-    let app = Router::new()
+/// The admin endpoints, served by [`multus_process::serve_admin`].
+pub fn router(metrics: Metrics, ready: Readiness) -> Router {
+    Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready_handler))
-        .with_state(AdminState { metrics, ready });
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "admin server failed");
-        }
-    });
-    Ok(bound)
+        .with_state(AdminState { metrics, ready })
 }
 
 async fn metrics_handler(State(state): State<AdminState>) -> String {

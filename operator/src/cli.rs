@@ -113,12 +113,8 @@ pub enum CliError {
     Runtime(#[source] std::io::Error),
     #[error("cannot build a Kubernetes client: {0}")]
     Client(#[source] kube::Error),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] multus_process::ListenError),
     #[error("cannot {what}: {source}")]
     Kube {
         what: &'static str,

@@ -1,11 +1,13 @@
 //! `multus-operator run`: the controller, its admin endpoints and leader election.
 
-use clap::ValueEnum;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use multus_crds::multus_config::ServiceAccountRef;
+use multus_process::Shutdown;
+// Re-exported: in-process tests start the operator's pieces with the binary's logging.
+pub use multus_process::{LogFormat, init_logging};
 
 use super::{CliError, parse_service_account};
 use crate::admin::{self, Readiness};
@@ -55,25 +57,6 @@ pub struct RunArgs {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Initializes logging once; later calls are ignored.
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 impl RunArgs {
@@ -132,28 +115,17 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
         .build();
     let metrics = Metrics::default();
     let ready = Readiness::with_leader(guard.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let bound = admin::serve(
+    let stop = Shutdown::on_signal(|| tracing::info!("signal received; shutting down"));
+    let bound = multus_process::serve_admin(
         args.metrics_bind_address,
-        metrics.clone(),
-        ready.clone(),
-        stopped(stop_rx.clone()),
+        admin::router(metrics.clone(), ready.clone()),
+        stop.wait(),
     )
-    .await
-    .map_err(|source| CliError::Listen {
-        addr: args.metrics_bind_address,
-        source,
-    })?;
+    .await?;
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
 
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received; shutting down");
-        let _ = stop_tx.send(true);
-    });
-
     let Some(lock) = lock else {
-        run_controller(&args, fenced, &metrics, &ready, guard, stop_rx).await;
+        run_controller(&args, fenced, &metrics, &ready, guard, stop).await;
         tracing::info!("stopped");
         return Ok(());
     };
@@ -164,41 +136,39 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
     loop {
         tokio::select! {
             () = lock.acquire() => {}
-            () = stopped(stop_rx.clone()) => return Ok(()),
+            () = stop.wait() => return Ok(()),
         }
         ready.set_syncing();
-        let (term_tx, term_rx) = tokio::sync::watch::channel(false);
+        let (lease_lost, term_lost) = Shutdown::channel();
         let holder = lock.clone();
         let renewing = tokio::spawn(async move {
             let why = holder.hold().await;
-            let _ = term_tx.send(true);
+            lease_lost.trigger();
             why
         });
-        let term_over = {
-            let (mut process, mut term) = (stop_rx.clone(), term_rx.clone());
-            async move {
+        // The term ends when the process stops or the Lease is lost, whichever comes first.
+        let (end_term, term_over) = Shutdown::channel();
+        let forward = {
+            let (process, lease) = (stop.wait(), term_lost.wait());
+            tokio::spawn(async move {
                 tokio::select! {
-                    _ = process.wait_for(|s| *s) => {}
-                    _ = term.wait_for(|s| *s) => {}
+                    () = process => {}
+                    () = lease => {}
                 }
-            }
+                end_term.trigger();
+            })
         };
-        let (end_tx, end_rx) = tokio::sync::watch::channel(false);
-        let forward = tokio::spawn(async move {
-            term_over.await;
-            let _ = end_tx.send(true);
-        });
         run_controller(
             &args,
             fenced.clone(),
             &metrics,
             &ready,
             guard.clone(),
-            end_rx,
+            term_over,
         )
         .await;
         forward.abort();
-        if *stop_rx.borrow() {
+        if stop.is_requested() {
             renewing.abort();
             // Nothing is written any more: hand over to a standby at once.
             let _ = tokio::time::timeout(Duration::from_secs(2), lock.release()).await;
@@ -218,12 +188,7 @@ async fn serve(args: RunArgs) -> Result<(), CliError> {
     }
 }
 
-/// Completes once `rx` turns true (or its sender is gone).
-async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-/// Runs the controller until `stop` turns true, then waits up to [`SHUTDOWN_GRACE`] for
+/// Runs the controller until `stop` is requested, then waits up to [`SHUTDOWN_GRACE`] for
 /// reconciles in flight.
 async fn run_controller(
     args: &RunArgs,
@@ -231,7 +196,7 @@ async fn run_controller(
     metrics: &Metrics,
     ready: &Readiness,
     leader: LeaderGuard,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: Shutdown,
 ) {
     let controller = controller::run(
         client,
@@ -239,10 +204,10 @@ async fn run_controller(
         metrics.clone(),
         ready.clone(),
         leader,
-        stopped(stop.clone()),
+        stop.wait(),
     );
     let grace_over = async {
-        stopped(stop).await;
+        stop.wait().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
@@ -251,21 +216,6 @@ async fn run_controller(
             grace_seconds = SHUTDOWN_GRACE.as_secs(),
             "reconciles still running at the end of the shutdown grace period; stopping without them"
         ),
-    }
-}
-
-async fn wait_for_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
 
