@@ -16,7 +16,7 @@ use crate::hostpath::HostRoot;
 use crate::metrics::Metrics;
 use crate::plan::{self, NodeView, Upstream};
 use crate::probe;
-use crate::report::{Reporter, now_secs};
+use crate::report::{Report, Reporter};
 use crate::rotation::{Rotation, TokenSource};
 use crate::state::OwnedFiles;
 use crate::token;
@@ -25,7 +25,7 @@ use crate::wake::{Interest, Trigger};
 mod timer;
 mod watches;
 
-use timer::OnTimer;
+use timer::{OnTimer, now_secs};
 use watches::{DiskWatch, SeenBundle, Wake, marked_for_removal};
 
 pub use crate::report::FIELD_MANAGER;
@@ -299,16 +299,14 @@ impl Agent {
             .applied
             .store(applied.is_some(), std::sync::atomic::Ordering::SeqCst);
         let token_expiry = self.rotation.expiry();
-        self.reporter
-            .report(
-                cm,
-                state,
-                applied.as_deref(),
-                plan.primary.as_deref(),
-                token_expiry,
-                &message,
-            )
-            .await;
+        let report = Report {
+            state,
+            applied: applied.as_deref(),
+            primary: plan.primary.as_deref(),
+            token_expiry,
+            error: &message,
+        };
+        self.reporter.report(cm, &report, now_secs()).await;
         Interest {
             dirs: dirs.into_iter().collect(),
             files: probe::files_of_interest(&self.root, &bundle.manifest),
@@ -318,9 +316,14 @@ impl Agent {
     /// Reports a bundle this agent will not apply; files on disk stay as they are.
     async fn refuse(&mut self, cm: &ConfigMap, message: &str) {
         let expiry = self.rotation.expiry();
-        self.reporter
-            .report(cm, AgentState::Failed, None, None, expiry, message)
-            .await;
+        let report = Report {
+            state: AgentState::Failed,
+            applied: None,
+            primary: None,
+            token_expiry: expiry,
+            error: message,
+        };
+        self.reporter.report(cm, &report, now_secs()).await;
     }
 
     /// The kubeconfig text with a valid token, requesting a new token when due.

@@ -1,5 +1,6 @@
 //! Feedback on the node's own bundle ConfigMap: annotations with the state, the applied
 //! hash and time, the chosen primary, the token expiry (never the token) and the last error.
+//! The time comes from the caller; this module never reads the clock.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
@@ -10,6 +11,20 @@ use multus_crds::bundle::{AgentState, feedback};
 
 /// Field manager of the agent's writes (its feedback annotations).
 pub const FIELD_MANAGER: &str = "multus-node-agent";
+
+/// What one pass reports about the node.
+#[derive(Clone, Copy, Debug)]
+pub struct Report<'a> {
+    pub state: AgentState,
+    /// `bundleHash` of the bundle now applied, if it is.
+    pub applied: Option<&'a str>,
+    /// The primary config file chosen.
+    pub primary: Option<&'a str>,
+    /// Expiry of the token in the host kubeconfig (Unix seconds), never the token.
+    pub token_expiry: Option<i64>,
+    /// The last error; empty when healthy.
+    pub error: &'a str,
+}
 
 /// Writes feedback annotations, and only when they differ from what was last reported.
 pub struct Reporter {
@@ -25,16 +40,9 @@ impl Reporter {
         }
     }
 
-    /// Reports on `cm`. A failed write is logged and retried with the next pass.
-    pub async fn report(
-        &mut self,
-        cm: &ConfigMap,
-        state: AgentState,
-        applied: Option<&str>,
-        primary: Option<&str>,
-        token_expiry: Option<i64>,
-        error: &str,
-    ) {
+    /// Reports `report` on `cm` at `now` (Unix seconds, the time an application is
+    /// stamped with). A failed write is logged and retried with the next pass.
+    pub async fn report(&mut self, cm: &ConfigMap, report: &Report<'_>, now: i64) {
         if self.reported.is_empty() {
             // After a restart, what an earlier run reported is the baseline: an unchanged
             // node writes nothing and keeps its applied-at time.
@@ -47,7 +55,7 @@ impl Reporter {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
         }
-        let annotations = self.annotations(state, applied, primary, token_expiry, error);
+        let annotations = self.annotations(report, now);
         if annotations == self.reported {
             return;
         }
@@ -67,7 +75,11 @@ impl Reporter {
             .await
         {
             Ok(_) => {
-                tracing::info!(state = state.as_str(), error = error, "reported");
+                tracing::info!(
+                    state = report.state.as_str(),
+                    error = report.error,
+                    "reported"
+                );
                 self.reported = annotations;
             }
             Err(e) => tracing::warn!(error = %e, "could not report on the bundle ConfigMap"),
@@ -76,14 +88,14 @@ impl Reporter {
 
     /// The full set of annotations to report; applied hash and time carry over from the
     /// last report while nothing new is applied.
-    fn annotations(
-        &self,
-        state: AgentState,
-        applied: Option<&str>,
-        primary: Option<&str>,
-        token_expiry: Option<i64>,
-        error: &str,
-    ) -> BTreeMap<String, String> {
+    fn annotations(&self, report: &Report<'_>, now: i64) -> BTreeMap<String, String> {
+        let Report {
+            state,
+            applied,
+            primary,
+            token_expiry,
+            error,
+        } = *report;
         let mut annotations = BTreeMap::from([
             (feedback::STATE.to_string(), state.as_str().to_string()),
             (feedback::LAST_ERROR.to_string(), error.to_string()),
@@ -103,7 +115,7 @@ impl Reporter {
                     .is_some_and(|h| h == hash);
                 let at = match self.reported.get(feedback::APPLIED_AT) {
                     Some(at) if unchanged => at.clone(),
-                    _ => rfc3339(now_secs()),
+                    _ => rfc3339(now),
                 };
                 annotations.insert(feedback::APPLIED_HASH.to_string(), hash.to_string());
                 annotations.insert(feedback::APPLIED_AT.to_string(), at);
@@ -118,10 +130,6 @@ impl Reporter {
         }
         annotations
     }
-}
-
-pub fn now_secs() -> i64 {
-    k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
 fn rfc3339(secs: i64) -> String {

@@ -1,14 +1,15 @@
 //! Keeps the host kubeconfig's token fresh: takes over the token an earlier run wrote,
 //! requests a new one when the refresh point comes or the bundle asks for another account,
 //! audience or lifetime, and retries no faster than the floor when requests fail. The valid
-//! token stays in use meanwhile.
+//! token stays in use meanwhile. This holds the state; when to act is decided by the pure
+//! functions of [`crate::token::schedule`].
 
 use kube::{Client, Config};
 
 use multus_crds::bundle::KubeconfigSettings;
 
 use crate::metrics::Metrics;
-use crate::token::{self, ApiEndpoint, Token};
+use crate::token::{self, ApiEndpoint, Token, schedule};
 
 /// Where tokens come from.
 pub struct TokenSource<'a> {
@@ -31,27 +32,6 @@ pub struct Rotation {
     failures: u32,
     /// Unix seconds of the last check that the token in use still authenticates.
     checked_at: i64,
-}
-
-/// How often the token in use is checked with a SelfSubjectReview: a token can stop
-/// authenticating long before it expires (its ServiceAccount deleted and recreated), and
-/// Multus would then fail every pod until the next refresh.
-pub const RECHECK_SECONDS: i64 = 30;
-
-/// Longest wait between two requests while they keep failing.
-const RETRY_CEILING: i64 = 300;
-
-/// Seconds to wait after `failures` failed requests in a row: doubling from the floor up to
-/// five minutes, but back at the floor when the token in use expires within that wait (or
-/// there is none), so a token is never left to expire for want of a retry.
-pub fn retry_delay(failures: u32, expires_in: Option<i64>) -> i64 {
-    let floor = token::RETRY_FLOOR.as_secs() as i64;
-    let doubled = floor.saturating_mul(1_i64 << failures.saturating_sub(1).min(16));
-    let delay = doubled.min(RETRY_CEILING);
-    match expires_in {
-        Some(left) if left > 2 * delay => delay,
-        _ => floor,
-    }
 }
 
 impl Default for Rotation {
@@ -87,22 +67,12 @@ impl Rotation {
     /// reads `now`. A retry scheduled further ahead than the longest back-off means the
     /// clock went back since: it is due at once rather than an hour late.
     pub fn due_at(&self, settings: &KubeconfigSettings, now: i64) -> i64 {
-        let retry_at = if self.retry_at > now + RETRY_CEILING {
-            now
-        } else {
-            self.retry_at
-        };
-        match &self.token {
-            Some(t) if t.issued_for == token::issuance(settings) => {
-                token::refresh_at(t, settings.refresh_before_expiry, self.jitter).max(retry_at)
-            }
-            _ => retry_at,
-        }
-    }
-
-    /// The last token check, never later than `now` (the clock may have gone back).
-    fn checked(&self, now: i64) -> i64 {
-        self.checked_at.min(now)
+        let refresh = self
+            .token
+            .as_ref()
+            .filter(|t| t.issued_for == token::issuance(settings))
+            .map(|t| schedule::refresh_at(t, settings.refresh_before_expiry, self.jitter));
+        schedule::due_at(refresh, self.retry_at, now)
     }
 
     /// Takes over the token of a kubeconfig an earlier run wrote, if it still
@@ -133,7 +103,7 @@ impl Rotation {
         self.token
             .as_ref()
             .filter(|t| t.issued_for == token::issuance(settings))
-            .map(|_| self.checked(now) + RECHECK_SECONDS)
+            .map(|_| schedule::recheck_at(self.checked_at, now))
     }
 
     /// Asks whether the token in use still authenticates, and drops it when not, so that
@@ -146,7 +116,9 @@ impl Rotation {
         now: i64,
     ) -> bool {
         let Some(t) = &self.token else { return false };
-        if now < self.checked(now) + RECHECK_SECONDS || t.issued_for != token::issuance(settings) {
+        if now < schedule::recheck_at(self.checked_at, now)
+            || t.issued_for != token::issuance(settings)
+        {
             return false;
         }
         self.checked_at = now;
@@ -195,7 +167,7 @@ impl Rotation {
                     metrics.rotation_failures.inc();
                     self.failures = self.failures.saturating_add(1);
                     let expires_in = self.token.as_ref().map(|t| t.expires_at - now);
-                    self.retry_at = now + retry_delay(self.failures, expires_in);
+                    self.retry_at = now + schedule::retry_delay(self.failures, expires_in);
                 }
             }
         }
@@ -290,7 +262,7 @@ mod tests {
         assert_eq!(rotation.due_at(&settings, refresh - 1), refresh);
         assert_eq!(
             rotation.recheck_at(&settings, refresh - 1),
-            Some(refresh - 1 + RECHECK_SECONDS)
+            Some(refresh - 1 + schedule::RECHECK_SECONDS)
         );
 
         // At the refresh point the request is made (and fails): the token stays in use
@@ -301,17 +273,5 @@ mod tests {
         assert!(at.is_some_and(|k| k.contains("s3cr3t")));
         assert_eq!(failures(), 2);
         assert!(rotation.due_at(&settings, refresh) <= refresh + 10);
-    }
-
-    #[test]
-    fn retries_back_off_but_return_to_the_floor_near_expiry() {
-        let far = Some(3600);
-        let delays: Vec<i64> = (1..=8).map(|n| retry_delay(n, far)).collect();
-        assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300]);
-        // A token expiring soon, or none at all: every floor interval.
-        assert_eq!(retry_delay(6, Some(200)), 5);
-        assert_eq!(retry_delay(6, Some(0)), 5);
-        assert_eq!(retry_delay(6, None), 5);
-        assert_eq!(retry_delay(u32::MAX, far), 300);
     }
 }

@@ -10,13 +10,14 @@ use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use std::time::Duration;
 
 use multus_crds::bundle::KubeconfigSettings;
-use multus_crds::contract::RefreshBefore;
 
-/// Shortest wait between attempts when a request failed.
-pub const RETRY_FLOOR: Duration = Duration::from_secs(5);
+mod kubeconfig;
+pub mod schedule;
+
+pub use kubeconfig::{ApiEndpoint, render_kubeconfig};
+pub use schedule::{RETRY_FLOOR, refresh_at};
 
 /// A verified token. `Debug` leaves the token out.
 #[derive(Clone)]
@@ -56,14 +57,8 @@ impl Token {
         &self.secret
     }
 
-    /// A token as a request would return it (tests of the schedule).
-    #[cfg(test)]
-    pub(crate) fn new(
-        secret: String,
-        issued_at: i64,
-        expires_at: i64,
-        issued_for: String,
-    ) -> Token {
+    /// A token as a request would return it (tests of the schedule, fuzzing of the writer).
+    pub fn new(secret: String, issued_at: i64, expires_at: i64, issued_for: String) -> Token {
         Token {
             secret,
             issued_at,
@@ -98,116 +93,6 @@ pub enum TokenError {
         #[source]
         source: kube::Error,
     },
-}
-
-/// Where the API server is and which CA signs it, for the kubeconfig.
-#[derive(Clone, Debug)]
-pub struct ApiEndpoint {
-    pub server: String,
-    pub ca_pem: String,
-}
-
-impl ApiEndpoint {
-    /// From the agent's own client configuration, with the bundle's overrides.
-    pub fn resolve(config: &Config, settings: &KubeconfigSettings) -> ApiEndpoint {
-        let server = settings.server.clone().unwrap_or_else(|| {
-            config
-                .cluster_url
-                .to_string()
-                .trim_end_matches('/')
-                .to_string()
-        });
-        let ca_pem = settings.certificate_authority.clone().unwrap_or_else(|| {
-            let from_file = config
-                .root_cert_file
-                .as_ref()
-                .and_then(|p| std::fs::read_to_string(p).ok());
-            from_file.unwrap_or_else(|| {
-                config
-                    .root_cert
-                    .iter()
-                    .flatten()
-                    .map(|der| pem_encode(der))
-                    .collect::<Vec<_>>()
-                    .join("")
-            })
-        });
-        ApiEndpoint { server, ca_pem }
-    }
-}
-
-fn pem_encode(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
-/// Comment line heading the host kubeconfig.
-const KUBECONFIG_HEADER: &str =
-    "# Written by multus-node-agent; replaced before the token expires.\n";
-
-/// The host kubeconfig text: one cluster, one user with a literal token, one context.
-/// Built as kube's kubeconfig types and serialized, so no value (a server URL from a
-/// MultusConfig, say) can change the document's structure.
-pub fn render_kubeconfig(
-    endpoint: &ApiEndpoint,
-    token: &Token,
-) -> Result<String, serde_saphyr::SerializeError> {
-    use kube::config::{
-        AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
-    };
-    let ca = base64::engine::general_purpose::STANDARD.encode(endpoint.ca_pem.as_bytes());
-    let config = Kubeconfig {
-        api_version: Some("v1".into()),
-        kind: Some("Config".into()),
-        clusters: vec![NamedCluster {
-            name: "local".into(),
-            cluster: Some(Cluster {
-                server: Some(endpoint.server.clone()),
-                certificate_authority_data: Some(ca),
-                ..Cluster::default()
-            }),
-            other: Default::default(),
-        }],
-        auth_infos: vec![NamedAuthInfo {
-            name: "multus".into(),
-            auth_info: Some(AuthInfo {
-                token: Some(token.secret().to_string().into()),
-                ..AuthInfo::default()
-            }),
-            other: Default::default(),
-        }],
-        contexts: vec![NamedContext {
-            name: "multus-context".into(),
-            context: Some(Context {
-                cluster: "local".into(),
-                user: Some("multus".into()),
-                ..Context::default()
-            }),
-            other: Default::default(),
-        }],
-        current_context: Some("multus-context".into()),
-        ..Kubeconfig::default()
-    };
-    Ok(format!(
-        "{KUBECONFIG_HEADER}{}",
-        serde_saphyr::to_string(&config)?
-    ))
-}
-
-/// When to replace a token: `refresh_before` ahead of expiry, plus up to a tenth of that
-/// again as jitter (`jitter` in [0, 1)) so that nodes spread out; never sooner than the
-/// retry floor after issue.
-pub fn refresh_at(token: &Token, refresh_before: RefreshBefore, jitter: f64) -> i64 {
-    let lifetime = (token.expires_at - token.issued_at).max(1);
-    let before = refresh_before.seconds(lifetime);
-    let jitter = (before as f64 * 0.1 * jitter.clamp(0.0, 1.0)) as i64;
-    (token.expires_at - before - jitter).max(token.issued_at + RETRY_FLOOR.as_secs() as i64)
 }
 
 /// Requests a token for the configured account bound to `node`, and checks that it
@@ -405,105 +290,9 @@ pub async fn load_config(kubeconfig: Option<&std::path::Path>) -> Result<Config,
 mod tests {
     use super::*;
 
-    fn token(issued: i64, expires: i64) -> Token {
-        Token {
-            secret: "s3cr3t".into(),
-            issued_at: issued,
-            expires_at: expires,
-            issued_for: String::new(),
-        }
-    }
-
-    #[test]
-    fn refresh_points_follow_percentages_durations_and_jitter() {
-        let t = token(0, 3600);
-        let at = |text: &str, jitter| refresh_at(&t, text.parse().unwrap(), jitter);
-        assert_eq!(at("20%", 0.0), 2880);
-        assert_eq!(at("10m", 0.0), 3000);
-        assert_eq!(at("20%", 1.0), 2880 - 72);
-        // Never sooner than the retry floor after issue, whatever the setting.
-        assert_eq!(at("3600s", 1.0), 5);
-    }
-
     #[test]
     fn the_token_never_shows_in_debug_output() {
-        let t = token(0, 10);
+        let t = Token::new("s3cr3t".into(), 0, 10, String::new());
         assert!(!format!("{t:?}").contains("s3cr3t"));
-    }
-
-    #[test]
-    fn the_kubeconfig_embeds_server_ca_and_token() {
-        let endpoint = ApiEndpoint {
-            server: "https://10.0.0.1:6443".into(),
-            ca_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
-        };
-        let text = render_kubeconfig(&endpoint, &token(0, 10)).unwrap();
-        assert!(text.starts_with(KUBECONFIG_HEADER));
-        let parsed: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        assert_eq!(parsed["apiVersion"], "v1");
-        assert_eq!(parsed["kind"], "Config");
-        assert_eq!(
-            parsed["clusters"][0]["cluster"]["server"],
-            "https://10.0.0.1:6443"
-        );
-        assert_eq!(parsed["users"][0]["user"]["token"], "s3cr3t");
-        assert_eq!(parsed["current-context"], "multus-context");
-        assert_eq!(parsed["contexts"][0]["context"]["user"], "multus");
-        let config = kube::config::Kubeconfig::from_yaml(&text).unwrap();
-        assert_eq!(config.clusters.len(), 1);
-    }
-
-    #[test]
-    fn no_value_can_change_the_kubeconfigs_structure() {
-        for server in [
-            "https://a:1\nusers: []",
-            "https://a:1\"\n- name: evil",
-            "https://a:1 # comment",
-            "https://a:1\u{0}x",
-            "https://a:1: b",
-            "{ https://a:1 }",
-            "'quoted'",
-        ] {
-            let endpoint = ApiEndpoint {
-                server: server.into(),
-                ca_pem: "pem".into(),
-            };
-            let text = render_kubeconfig(&endpoint, &token(0, 10)).unwrap();
-            let config = kube::config::Kubeconfig::from_yaml(&text).unwrap();
-            assert_eq!(config.clusters.len(), 1, "{server:?}");
-            assert_eq!(config.auth_infos.len(), 1, "{server:?}");
-            assert_eq!(
-                config.clusters[0]
-                    .cluster
-                    .as_ref()
-                    .and_then(|c| c.server.as_deref()),
-                Some(server),
-                "{text}"
-            );
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_server_ca_and_token_come_back_from_the_kubeconfig_as_written(
-            server in ".{0,80}",
-            ca in ".{0,80}",
-            secret in ".{0,80}",
-        ) {
-            let endpoint = ApiEndpoint { server: server.clone(), ca_pem: ca.clone() };
-            let token = Token { secret: secret.clone(), issued_at: 0, expires_at: 10, issued_for: String::new() };
-            let text = render_kubeconfig(&endpoint, &token).unwrap();
-            let config = kube::config::Kubeconfig::from_yaml(&text).unwrap();
-            proptest::prop_assert_eq!(config.clusters.len(), 1);
-            proptest::prop_assert_eq!(config.auth_infos.len(), 1);
-            let cluster = config.clusters[0].cluster.clone().unwrap();
-            proptest::prop_assert_eq!(cluster.server.as_deref(), Some(server.as_str()));
-            let ca_data = base64::engine::general_purpose::STANDARD
-                .decode(cluster.certificate_authority_data.unwrap_or_default())
-                .unwrap();
-            proptest::prop_assert_eq!(ca_data, ca.into_bytes());
-            let parsed: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-            proptest::prop_assert_eq!(parsed["users"][0]["user"]["token"].as_str(), Some(secret.as_str()));
-        }
     }
 }

@@ -9,6 +9,12 @@ use crate::wake::Trigger;
 /// How often the agent re-checks the disk even without events.
 pub const RESYNC: Duration = Duration::from_secs(60);
 
+/// The agent's clock: Unix seconds now. Read by the loop and handed to what it calls
+/// (token schedule, reports), so that those can be tested at any time.
+pub fn now_secs() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
 /// What the loop does when its timer fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnTimer {
