@@ -113,6 +113,14 @@ impl Env {
         name
     }
 
+    /// A test's environment with one node (`n1`) and its host root, with or without a
+    /// primary CNI config.
+    async fn with_node(prefix: &str, primary: bool) -> (Env, String, tempfile::TempDir) {
+        let env = Env::new(prefix).await;
+        let node = env.node("n1").await;
+        (env, node, host_root(primary).unwrap())
+    }
+
     async fn config(&self, name: &str, node: &str, spec: Value) {
         let mut full = json!({
             "nodeSelector": { "matchLabels": { "kubernetes.io/hostname": node } },
@@ -219,10 +227,8 @@ const BRIDGE: &str = r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"br-agent
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("exact").await;
-    let node = env.node("n1").await;
+    let (env, node, root) = Env::with_node("exact", true).await;
     env.nad("backplane", BRIDGE).await;
-    let root = host_root(true).unwrap();
     let agent = env.agent(&node, root.path()).await;
     env.config("exact", &node, json!({ "primary": { "auto": {} } }))
         .await;
@@ -285,9 +291,7 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselves() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("restarts").await;
-    let node = env.node("n1").await;
-    let root = host_root(true).unwrap();
+    let (env, node, root) = Env::with_node("restarts", true).await;
     env.config("restarts", &node, json!({ "primary": { "auto": {} } }))
         .await;
     let first = env.agent(&node, root.path()).await;
@@ -362,9 +366,7 @@ async fn drift_repairs(agent: &RunningAgent) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it_waits() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("waiting").await;
-    let node = env.node("n1").await;
-    let root = host_root(false).unwrap();
+    let (env, node, root) = Env::with_node("waiting", false).await;
     // A stale Multus config of our own name is not a primary.
     std::fs::write(
         root.path().join("etc/cni/net.d/00-multus.conf.cilium_bak"),
@@ -524,10 +526,8 @@ async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("unselect").await;
-    let node = env.node("n1").await;
+    let (env, node, root) = Env::with_node("unselect", true).await;
     env.nad("backplane", BRIDGE).await;
-    let root = host_root(true).unwrap();
     // A foreign file in each directory the agent writes to.
     std::fs::create_dir_all(root.path().join("etc/cni/multus/net.d")).unwrap();
     std::fs::write(
@@ -631,9 +631,7 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("statefile").await;
-    let node = env.node("n1").await;
-    let root = host_root(true).unwrap();
+    let (env, node, root) = Env::with_node("statefile", true).await;
     env.config("statefile", &node, json!({ "primary": { "auto": {} } }))
         .await;
     let logs = tempfile::tempdir().unwrap();
@@ -666,9 +664,7 @@ async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("account").await;
-    let node = env.node("n1").await;
-    let root = host_root(true).unwrap();
+    let (env, node, root) = Env::with_node("account", true).await;
     env.config("account", &node, json!({ "primary": { "auto": {} } }))
         .await;
     let agent = env.agent(&node, root.path()).await;
@@ -717,9 +713,7 @@ async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() {
     let _slot = multus_e2e::test_slot!();
-    let mut env = Env::new("format").await;
-    let node = env.node("n1").await;
-    let root = host_root(true).unwrap();
+    let (mut env, node, root) = Env::with_node("format", true).await;
     env.nad("net", BRIDGE).await;
     env.config("format", &node, json!({ "primary": { "auto": {} } }))
         .await;
@@ -775,9 +769,7 @@ async fn within_a_second(what: &str, since: Instant, done: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_readiness_file_in_a_new_directory_and_a_drift_take_effect_within_a_second() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("prompt").await;
-    let node = env.node("n1").await;
-    let root = host_root(true).unwrap();
+    let (env, node, root) = Env::with_node("prompt", true).await;
     // The primary's own plugin says when it is ready, in a directory it creates itself.
     env.config(
         "prompt",
@@ -867,9 +859,7 @@ async fn assert_idle(agent: &RunningAgent, state: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("idle").await;
-    let node = env.node("n1").await;
-    let root = host_root(false).unwrap();
+    let (env, node, root) = Env::with_node("idle", false).await;
     env.config("idle", &node, json!({ "primary": { "auto": {} } }))
         .await;
     let agent = env.agent(&node, root.path()).await;
@@ -924,9 +914,7 @@ async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_naming_a_directory_outside_the_allowed_ones_is_refused_and_nothing_is_written() {
     let _slot = multus_e2e::test_slot!();
-    let env = Env::new("bounds").await;
-    let node = env.node("n1").await;
-    let root = host_root(true).unwrap();
+    let (env, node, root) = Env::with_node("bounds", true).await;
     // Whoever can write the MultusConfig (or the ConfigMap) must not steer a root agent
     // into other host directories: the agent runs with the default --allowed-dir set.
     env.config(
