@@ -96,7 +96,9 @@ impl RefreshBefore {
     /// Seconds before expiry for a token living `lifetime` seconds.
     pub fn seconds(self, lifetime: i64) -> i64 {
         match self {
-            RefreshBefore::Percent(p) => lifetime * i64::from(p) / 100,
+            // In 128 bits: a lifetime near i64::MAX times the percentage does not fit in
+            // 64, while the result, at most 99% of the lifetime, always does.
+            RefreshBefore::Percent(p) => (i128::from(lifetime) * i128::from(p) / 100) as i64,
             RefreshBefore::Duration { amount, unit } => i64::from(amount) * unit.seconds(),
         }
     }
@@ -129,7 +131,9 @@ impl FromStr for RefreshBefore {
             _ => return Err(error()),
         };
         let number = &text[..text.len() - 1];
-        if !digits(number) {
+        // No leading zero, as for percentages and as the CRD's rule says: `02h` would be
+        // read as `2h` and written back differently from what was given.
+        if !digits(number) || number.starts_with('0') {
             return Err(error());
         }
         match number.parse::<u32>() {
@@ -238,6 +242,33 @@ mod tests {
             let err = bad.parse::<RefreshBefore>().unwrap_err();
             assert!(err.to_string().contains("refreshBeforeExpiry"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_duration_with_a_leading_zero_is_refused_as_the_crd_refuses_it() {
+        // The bundle_parse fuzz target's finding, minimised: `02h` parsed and printed `2h`.
+        for bad in ["02h", "012h", "00s", "010m"] {
+            assert!(bad.parse::<RefreshBefore>().is_err(), "{bad:?}");
+        }
+        assert_eq!("20h".parse::<RefreshBefore>().unwrap().to_string(), "20h");
+    }
+
+    #[test]
+    fn a_percentage_of_the_longest_lifetimes_does_not_overflow() {
+        // The kubeconfig_writer fuzz target's finding, minimised: 20% of this lifetime
+        // overflowed i64 before the division.
+        assert_eq!(
+            RefreshBefore::Percent(20).seconds(7_803_172_840_524_546_049),
+            1_560_634_568_104_909_209
+        );
+        assert_eq!(
+            RefreshBefore::Percent(99).seconds(i64::MAX),
+            9_131_138_316_486_228_048
+        );
+        assert_eq!(
+            RefreshBefore::Percent(99).seconds(i64::MIN),
+            -9_131_138_316_486_228_049
+        );
     }
 
     #[test]

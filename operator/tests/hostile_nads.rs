@@ -177,6 +177,37 @@ fn cases() -> Vec<(String, String, Problem, String)> {
             &format!("$.{key}"),
         );
     }
+    // Keys Go's decoder on the node matches to a checked field regardless of letter case
+    // (found by the nad_validator fuzz target).
+    for (label, text, path) in [
+        (
+            "Ipam",
+            r#"{"cniVersion":"0.3.1","type":"bridge","Ipam":{"type":"../../bin/sh"}}"#,
+            "$.Ipam",
+        ),
+        (
+            "TYPE beside type",
+            r#"{"cniVersion":"0.3.1","type":"bridge","TYPE":"/bin/sh"}"#,
+            "$.TYPE",
+        ),
+        (
+            "ipam Type beside type",
+            r#"{"cniVersion":"0.3.1","type":"bridge","ipam":{"type":"host-local","Type":"../x"}}"#,
+            "$.ipam.Type",
+        ),
+        (
+            "long s in cniVersion",
+            "{\"cniVersion\":\"0.3.1\",\"cniVer\u{17f}ion\":\"9.9.9\",\"type\":\"bridge\"}",
+            "$.cniVer\u{17f}ion",
+        ),
+        (
+            "Master in a list",
+            r#"{"cniVersion":"1.0.0","plugins":[{"type":"bridge"},{"type":"macvlan","Master":"eth0/../x"}]}"#,
+            "$.plugins[1].Master",
+        ),
+    ] {
+        add(label.into(), text.into(), Problem::CaseVariantKey, path);
+    }
     cases
 }
 

@@ -21,10 +21,16 @@ pub const RECHECK_SECONDS: i64 = 30;
 /// again as jitter (`jitter` in [0, 1)) so that nodes spread out; never sooner than the
 /// retry floor after issue.
 pub fn refresh_at(token: &Token, refresh_before: RefreshBefore, jitter: f64) -> i64 {
-    let lifetime = (token.expires_at - token.issued_at).max(1);
+    // Saturating: the times come from the API server's answer or a token's claims.
+    let lifetime = token.expires_at.saturating_sub(token.issued_at).max(1);
     let before = refresh_before.seconds(lifetime);
     let jitter = (before as f64 * 0.1 * jitter.clamp(0.0, 1.0)) as i64;
-    (token.expires_at - before - jitter).max(token.issued_at + RETRY_FLOOR.as_secs() as i64)
+    let floor = token.issued_at.saturating_add(RETRY_FLOOR.as_secs() as i64);
+    token
+        .expires_at
+        .saturating_sub(before)
+        .saturating_sub(jitter)
+        .max(floor)
 }
 
 /// Seconds to wait after `failures` failed requests in a row: doubling from the floor up to
@@ -76,6 +82,28 @@ mod tests {
         assert_eq!(at("20%", 1.0), 2880 - 72);
         // Never sooner than the retry floor after issue, whatever the setting.
         assert_eq!(at("3600s", 1.0), 5);
+    }
+
+    #[test]
+    fn extreme_token_times_give_a_refresh_point_between_floor_and_expiry() {
+        // The kubeconfig_writer fuzz target's finding, minimised: 20% of this lifetime
+        // overflowed.
+        let t = token(262_143, 7_803_172_840_524_808_192);
+        assert_eq!(
+            refresh_at(&t, "20%".parse().unwrap(), 0.0),
+            6_242_538_272_419_898_983
+        );
+        for (issued, expires) in [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (0, i64::MAX)] {
+            let t = token(issued, expires);
+            for refresh in ["1%", "99%", "999999999h"] {
+                let at = refresh_at(&t, refresh.parse().unwrap(), 0.99);
+                let floor = issued.saturating_add(RETRY_FLOOR.as_secs() as i64);
+                assert!(
+                    at >= floor && at <= expires.max(floor),
+                    "{issued} {expires} {refresh}"
+                );
+            }
+        }
     }
 
     #[test]

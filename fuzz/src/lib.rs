@@ -1,0 +1,105 @@
+//! What the fuzz targets share: fixtures built the way the operator receives them, a model
+//! of how Go's JSON decoder (Multus, libcni and the plugins on the node) matches object
+//! keys, and the splitting of one fuzz input into several fields.
+
+use serde_json::{Map, Value, json};
+
+use multus_crds::MultusConfig;
+use multus_crds::nad::{NODE_CONFIG_ANNOTATION, NetworkAttachmentDefinition};
+
+/// Splits a fuzz input into `n` fields at NUL bytes; missing fields are empty and the
+/// last field keeps any further NULs. Keeps seeds writable by hand (`printf 'a\0b'`).
+pub fn fields(text: &str, n: usize) -> Vec<&str> {
+    let mut out: Vec<&str> = text.splitn(n, '\0').collect();
+    out.resize(n, "");
+    out
+}
+
+/// `key=value` lines as a map; lines without `=` are keys with an empty value.
+pub fn pairs(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// A NAD in namespace `tenant`, with `config` inline or as the node-config annotation.
+pub fn nad(name: &str, config: &str, as_node_file: bool) -> NetworkAttachmentDefinition {
+    let (annotations, spec_config) = if as_node_file {
+        (json!({ NODE_CONFIG_ANNOTATION: config }), "")
+    } else {
+        (json!({}), config)
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": { "name": name, "namespace": "tenant", "annotations": annotations,
+            "creationTimestamp": "2026-01-01T00:00:00Z" },
+        "spec": { "config": spec_config },
+    }))
+    .expect("a NAD built from literals deserializes")
+}
+
+/// A MultusConfig selecting every NAD, in one of eight shapes picked by `variant`:
+/// thin or thick, cniVersion 0.3.1 or 1.0.0, host kubeconfig on or off.
+pub fn multus_config(variant: u8) -> MultusConfig {
+    let mode = if variant & 1 == 0 { "thin" } else { "thick" };
+    let version = if variant & 2 == 0 { "0.3.1" } else { "1.0.0" };
+    let kubeconfig = variant & 4 == 0;
+    let config: MultusConfig = serde_json::from_value(json!({
+        "apiVersion": "operator.multus.dev/v1alpha1",
+        "kind": "MultusConfig",
+        "metadata": { "name": "default" },
+        "spec": {
+            "mode": mode,
+            "primary": { "auto": {} },
+            "attachments": {},
+            "multus": { "cniVersion": version },
+            "kubeconfig": { "enabled": kubeconfig },
+        },
+    }))
+    .expect("a MultusConfig built from literals deserializes");
+    config
+}
+
+/// Go's `encoding/json` matches an object key to a struct field case-insensitively under
+/// Unicode simple folding (`bytes.EqualFold`: `TYPE`, `Type` and `ſ` for `s` all match),
+/// and the last matching key wins. This folds a key the same way, closely enough for
+/// deciding whether two keys reach the same field.
+pub fn go_fold(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            let mut upper = c.to_uppercase();
+            match (upper.next(), upper.next()) {
+                (Some(u), None) => {
+                    let mut lower = u.to_lowercase();
+                    match (lower.next(), lower.next()) {
+                        (Some(l), None) => l,
+                        _ => u,
+                    }
+                }
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// The keys of `object` that Go's decoder would read into the struct field `field`.
+/// Go maps (`map[string]T`) match keys exactly; only struct fields fold.
+pub fn go_keys_for<'a>(object: &'a Map<String, Value>, field: &str) -> Vec<&'a String> {
+    let folded = go_fold(field);
+    object.keys().filter(|k| go_fold(k) == folded).collect()
+}
+
+/// A plugin or IPAM `type` the runtime can only find as a file directly in the CNI bin dir.
+pub fn is_plain_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
+}
