@@ -64,7 +64,7 @@ fn accepted_config_holds(text: &str, config: &cni::CheckedConfig) {
             Err(e) => panic!("{text:?} accepted, its rendering {form:?} refused: {e:?}"),
         }
     }
-    go_sees_what_was_checked(&config.value, &CHECKED_FIELDS, "$", text);
+    go_sees_what_was_checked(&config.value, &cni::CHECKED_FIELDS, "$", text);
     let plugins: Vec<&Map<String, Value>> = cni::plugin_objects(&config.value).collect();
     assert!(!plugins.is_empty(), "{text:?} accepted without a plugin");
     for (i, plugin) in plugins.iter().enumerate() {
@@ -73,7 +73,7 @@ fn accepted_config_holds(text: &str, config: &cni::CheckedConfig) {
             kind.is_some_and(is_plain_plugin_name),
             "{text:?} accepted with plugin {i} type {kind:?}"
         );
-        go_sees_what_was_checked(plugin, &CHECKED_FIELDS, &format!("plugin {i}"), text);
+        go_sees_what_was_checked(plugin, &cni::CHECKED_FIELDS, &format!("plugin {i}"), text);
         if let Some(ipam) = plugin.get("ipam").and_then(Value::as_object) {
             go_sees_what_was_checked(ipam, &["type"], &format!("plugin {i} ipam"), text);
             if let Some(kind) = ipam.get("type") {
@@ -95,19 +95,6 @@ fn accepted_config_holds(text: &str, config: &cni::CheckedConfig) {
         }
     }
 }
-
-/// Fields of the config, its plugins and their IPAM that the operator reads or decides on.
-const CHECKED_FIELDS: [&str; 9] = [
-    "cniVersion",
-    "name",
-    "type",
-    "ipam",
-    "plugins",
-    "capabilities",
-    "master",
-    "bridge",
-    "device",
-];
 
 /// Each field the validator reads is the one Go's decoder fills: Go matches struct fields
 /// case-insensitively and keeps the last match, so the only key that may reach a checked
@@ -180,7 +167,7 @@ fn catalog_sorts_every_nad_once(text: &str, valid: bool) {
             name
         );
         if let Some(root) = attachment.template.as_object() {
-            go_sees_what_was_checked(root, &CHECKED_FIELDS, &key, text);
+            go_sees_what_was_checked(root, &cni::CHECKED_FIELDS, &key, text);
         }
         let list = attachment.template.get("plugins").is_some();
         let extension = if list { ".conflist" } else { ".conf" };

@@ -65,27 +65,9 @@ pub fn multus_config(variant: u8) -> MultusConfig {
     config
 }
 
-/// Go's `encoding/json` matches an object key to a struct field case-insensitively under
-/// Unicode simple folding (`bytes.EqualFold`: `TYPE`, `Type` and `ſ` for `s` all match),
-/// and the last matching key wins. This folds a key the same way, closely enough for
-/// deciding whether two keys reach the same field.
-pub fn go_fold(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            let mut upper = c.to_uppercase();
-            match (upper.next(), upper.next()) {
-                (Some(u), None) => {
-                    let mut lower = u.to_lowercase();
-                    match (lower.next(), lower.next()) {
-                        (Some(l), None) => l,
-                        _ => u,
-                    }
-                }
-                _ => c,
-            }
-        })
-        .collect()
-}
+/// Go's key folding, as the validator applies it (`bytes.EqualFold`: `TYPE`, `Type` and `ſ`
+/// for `s` all reach the field `type`).
+pub use multus_crds::cni::go_fold;
 
 /// The keys of `object` that Go's decoder would read into the struct field `field`.
 /// Go maps (`map[string]T`) match keys exactly; only struct fields fold.
