@@ -77,6 +77,18 @@ pub fn thin_entrypoint_of(
     pod: &InCluster<'_>,
     work: &Path,
 ) -> Result<Child, E2eError> {
+    thin_entrypoint_with(which, &[], host_root, pod, work)
+}
+
+/// Like [`thin_entrypoint_of`] with `extra` flags after the DaemonSet's (for example
+/// `--cleanup-config-on-exit=true`, which makes it re-read the primary every second).
+pub fn thin_entrypoint_with(
+    which: &Entrypoint<'_>,
+    extra: &[&str],
+    host_root: &Path,
+    pod: &InCluster<'_>,
+    work: &Path,
+) -> Result<Child, E2eError> {
     let io = |what: &'static str| move |e: std::io::Error| E2eError::Io(format!("{what}: {e}"));
     let sa = work.join("serviceaccount");
     std::fs::create_dir_all(&sa).map_err(io("pod files"))?;
@@ -133,6 +145,7 @@ pub fn thin_entrypoint_of(
         ));
     }
     command
+        .args(extra)
         .env("KUBERNETES_SERVICE_HOST", address)
         .env("KUBERNETES_SERVICE_PORT", port)
         .stdin(Stdio::null())

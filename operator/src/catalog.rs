@@ -79,6 +79,10 @@ pub struct Attachment {
     /// The config with `name` set to the NAD name; may hold node placeholders.
     pub template: Value,
     pub has_placeholders: bool,
+    /// The file's text when it needs no node values, rendered and checked once here instead
+    /// of once per node; `None` for templates with placeholders (and for the rare text that
+    /// fails the check, which is then reported per node).
+    pub text: Option<String>,
 }
 
 impl Attachment {
@@ -314,12 +318,20 @@ fn check_one(
         map.insert("name".into(), Value::String(name.clone()));
     }
     let extension = if checked.is_list { "conflist" } else { "conf" };
+    let text = if found.is_empty() {
+        cni::to_file_text(&template)
+            .ok()
+            .filter(|text| cni::check(text).is_ok())
+    } else {
+        None
+    };
     Ok(Attachment {
         file_name: format!("{namespace}-{name}.{extension}"),
         namespace,
         name,
         template,
         has_placeholders: !found.is_empty(),
+        text,
     })
 }
 
@@ -356,5 +368,55 @@ fn asks_for_device_info(value: &Value) -> bool {
         }
         Value::Array(items) => items.iter().any(asks_for_device_info),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nad(
+        name: &str,
+        spec_config: &str,
+        node_config: Option<&str>,
+    ) -> NetworkAttachmentDefinition {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "namespace": "ns",
+                "annotations": node_config
+                    .map(|c| serde_json::json!({ NODE_CONFIG_ANNOTATION: c }))
+                    .unwrap_or_default(),
+            },
+            "spec": { "config": spec_config },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_template_without_placeholders_carries_its_file_text_for_every_node() {
+        let nads = [
+            nad("plain", r#"{"cniVersion":"0.3.1","type":"bridge"}"#, None),
+            nad(
+                "templated",
+                "",
+                Some(
+                    r#"{"cniVersion":"0.3.1","type":"macvlan","master":"{{ node.labels[nic] }}"}"#,
+                ),
+            ),
+        ];
+        let catalog = build(
+            Some(&AttachmentSelection::default()),
+            &nads,
+            &NamespaceLabels::default(),
+        )
+        .unwrap();
+        let by_name = |n: &str| catalog.attachments.iter().find(|a| a.name == n).unwrap();
+        let plain = by_name("plain");
+        assert_eq!(
+            plain.text.as_deref(),
+            Some(cni::to_file_text(&plain.template).unwrap().as_str())
+        );
+        assert!(by_name("templated").text.is_none());
     }
 }

@@ -134,7 +134,10 @@ pub fn decide(
         .iter()
         .filter_map(|n| n.metadata.name.as_deref().map(|name| (name, *n)))
         .collect();
+    // Only bundles that may be written this round are kept: holding every node's bundle
+    // would cost a bundle's size per node, though in a steady state none is written.
     let mut bundles = BTreeMap::new();
+    let mut states: BTreeMap<String, NodeState> = BTreeMap::new();
     let mut missing_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for node_name in &assignment.owned {
         let Some(node) = by_name.get(node_name.as_str()) else {
@@ -148,7 +151,14 @@ pub fn decide(
                         .or_default()
                         .push(node_name.clone());
                 }
-                bundles.insert(node_name.clone(), rendered.bundle);
+                let owned = snap.owned.get(node_name);
+                let marked = owned.is_some_and(|cm| cm.remove_requested_at.is_some());
+                let observed = owned.filter(|_| !marked).map(|cm| &cm.observed);
+                let state = rollout::node_state(&rendered.bundle.manifest.bundle_hash, observed);
+                if marked || matches!(state, NodeState::Missing | NodeState::Outdated) {
+                    bundles.insert(node_name.clone(), rendered.bundle);
+                }
+                states.insert(node_name.clone(), state);
             }
             Err(e @ RenderError::TooLarge { .. }) => {
                 d.findings
@@ -175,21 +185,7 @@ pub fn decide(
         });
     }
 
-    let mut states: BTreeMap<String, NodeState> = bundles
-        .iter()
-        .map(|(node, b)| {
-            let observed = snap
-                .owned
-                .get(node)
-                .filter(|cm| cm.remove_requested_at.is_none())
-                .map(|cm| &cm.observed);
-            (
-                node.clone(),
-                rollout::node_state(&b.manifest.bundle_hash, observed),
-            )
-        })
-        .collect();
-    let plan = rollout::plan(&states, budget.nodes(bundles.len()));
+    let plan = rollout::plan(&states, budget.nodes(states.len()));
     for node in &plan.write {
         if let Some(bundle) = bundles.remove(node) {
             d.write.push(bundle);

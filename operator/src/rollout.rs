@@ -24,14 +24,17 @@ impl Observed {
         data: Option<&BTreeMap<String, String>>,
         annotations: Option<&BTreeMap<String, String>>,
     ) -> Observed {
+        /// The one field read of a manifest: the rest is skipped, not built, because every
+        /// reconcile reads the manifest of every node.
+        #[derive(serde::Deserialize)]
+        struct HashOnly {
+            #[serde(rename = "bundleHash")]
+            bundle_hash: Option<String>,
+        }
         let bundle_hash = data
             .and_then(|d| d.get(MANIFEST_KEY))
-            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
-            .and_then(|v| {
-                v.get("bundleHash")
-                    .and_then(|h| h.as_str())
-                    .map(str::to_string)
-            });
+            .and_then(|m| serde_json::from_str::<HashOnly>(m).ok())
+            .and_then(|m| m.bundle_hash);
         let annotation = |key: &str| {
             annotations
                 .and_then(|a| a.get(key))
@@ -223,6 +226,20 @@ mod tests {
         for (observed, want) in table {
             assert_eq!(node_state("new", observed.as_ref()), want, "{observed:?}");
         }
+    }
+
+    #[test]
+    fn the_bundle_hash_is_read_from_a_manifest_and_anything_else_reads_as_none() {
+        let read = |manifest: &str| {
+            let data = BTreeMap::from([(MANIFEST_KEY.to_string(), manifest.to_string())]);
+            Observed::from_configmap(Some(&data), None).bundle_hash
+        };
+        let manifest = r#"{"formatVersion": 1, "files": [{"key": "a", "sha256": "x"}], "bundleHash": "abc", "node": "n"}"#;
+        assert_eq!(read(manifest).as_deref(), Some("abc"));
+        assert_eq!(read(r#"{"files": []}"#), None);
+        assert_eq!(read(r#"{"bundleHash": 7}"#), None);
+        assert_eq!(read("not json"), None);
+        assert_eq!(Observed::from_configmap(None, None).bundle_hash, None);
     }
 
     #[test]

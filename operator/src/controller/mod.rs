@@ -2,7 +2,8 @@
 //! Namespaces and its own ConfigMaps, and reconciles every MultusConfig when any of them
 //! changes (there are few MultusConfigs; a reconcile renders from in-memory caches).
 //! Every watch decodes through [`DeserializeGuard`], so one object this build cannot decode
-//! is reported ([`undecodable`]) instead of stopping its watch.
+//! is reported ([`undecodable`]) instead of stopping its watch; Nodes are watched by their
+//! metadata only, which always decodes.
 
 mod apply;
 mod reconcile;
@@ -13,7 +14,7 @@ use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
 use kube::Client;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -137,10 +138,10 @@ pub async fn run(
         reflector::reflector(
             nodes_w,
             watcher(
-                Api::<DeserializeGuard<Node>>::all(client.clone()),
+                Api::<PartialObjectMeta<Node>>::all(client.clone()),
                 wc.clone(),
             )
-            .map(|event| event.map(triggers::node_metadata)),
+            .map(|event| event.map(triggers::node_from_metadata)),
         )
         .default_backoff(),
     )

@@ -6,7 +6,7 @@
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
-use kube::core::DeserializeGuard;
+use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -43,32 +43,24 @@ where
     })
 }
 
-/// Drops what the controller never reads of a Node (its status and managed fields), so
-/// that the cache holds a few hundred bytes per node instead of kilobytes.
-pub fn slim_node(node: &mut Node) {
-    node.status = None;
-    node.metadata.managed_fields = None;
-}
-
-/// A Node event as the controller keeps it: metadata (and spec) only. A Node whose spec or
-/// status this build cannot decode still counts by its metadata, which always decodes and is
-/// all that selection and placeholders read.
-pub fn node_metadata(event: watcher::Event<DeserializeGuard<Node>>) -> watcher::Event<Node> {
-    let slim = |guarded: DeserializeGuard<Node>| {
-        let mut node = guarded.0.unwrap_or_else(|invalid| {
-            tracing::debug!(node = ?invalid.metadata.name, error = %invalid.error, "node kept by its metadata only");
-            Node {
-                metadata: invalid.metadata,
-                ..Node::default()
-            }
-        });
-        slim_node(&mut node);
-        node
+/// A Node as the controller keeps it, from a metadata-only watch event: its metadata
+/// without managed fields (name, labels and annotations are all that selection and
+/// placeholders read). A metadata-only watch never transfers or decodes spec and status,
+/// which real kubelets make kilobytes large and rewrite on every status update, and whose
+/// decoding cannot fail on a field this build does not know.
+pub fn node_from_metadata(event: watcher::Event<PartialObjectMeta<Node>>) -> watcher::Event<Node> {
+    let node = |partial: PartialObjectMeta<Node>| {
+        let mut metadata = partial.metadata;
+        metadata.managed_fields = None;
+        Node {
+            metadata,
+            ..Node::default()
+        }
     };
     match event {
-        watcher::Event::Apply(n) => watcher::Event::Apply(slim(n)),
-        watcher::Event::InitApply(n) => watcher::Event::InitApply(slim(n)),
-        watcher::Event::Delete(n) => watcher::Event::Delete(slim(n)),
+        watcher::Event::Apply(n) => watcher::Event::Apply(node(n)),
+        watcher::Event::InitApply(n) => watcher::Event::InitApply(node(n)),
+        watcher::Event::Delete(n) => watcher::Event::Delete(node(n)),
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitDone => watcher::Event::InitDone,
     }
@@ -123,27 +115,25 @@ mod tests {
     }
 
     #[test]
-    fn a_slim_node_keeps_name_labels_and_annotations_only() {
-        let mut n = node(&[("pool", "a")], "1");
-        slim_node(&mut n);
-        assert!(n.status.is_none());
-        assert_eq!(n.labels().get("pool").map(String::as_str), Some("a"));
-    }
-
-    #[test]
-    fn a_node_with_an_undecodable_status_is_kept_by_its_metadata() {
-        let guarded: DeserializeGuard<Node> = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": { "name": "odd", "labels": { "pool": "a" } },
-            "status": { "capacity": 7 },
+    fn a_node_is_kept_by_its_metadata_without_managed_fields() {
+        let partial: PartialObjectMeta<Node> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": {
+                "name": "n1",
+                "labels": { "pool": "a" },
+                "annotations": { "a/b": "c" },
+                "managedFields": [{ "manager": "kubelet", "operation": "Update" }],
+            },
         }))
         .unwrap();
-        assert!(guarded.0.is_err());
-        let Event::Apply(n) = node_metadata(Event::Apply(guarded)) else {
+        let Event::Apply(n) = node_from_metadata(Event::Apply(partial)) else {
             panic!("not an Apply");
         };
-        assert_eq!(n.name_any(), "odd");
+        assert_eq!(n.name_any(), "n1");
         assert_eq!(n.labels().get("pool").map(String::as_str), Some("a"));
+        assert_eq!(n.annotations().get("a/b").map(String::as_str), Some("c"));
+        assert!(n.metadata.managed_fields.is_none());
+        assert!(n.spec.is_none() && n.status.is_none());
     }
 }

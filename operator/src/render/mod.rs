@@ -16,7 +16,7 @@ use multus_crds::contract::{ContractError, FileMode, RefreshBefore};
 use multus_crds::multus_config::{Mode, MultusConfigSpec, ServiceAccountRef};
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Attachment, Catalog};
 use crate::placeholders::{self, NodeFacts};
 use multus::PrimaryAttachment;
 
@@ -166,29 +166,16 @@ pub fn render_node(
     };
     let mut failed_attachments = Vec::new();
     for attachment in &catalog.attachments {
-        let value = if attachment.has_placeholders {
-            match placeholders::substitute(&attachment.template, &facts) {
-                Ok(v) => v,
-                Err(missing) => {
-                    failed_attachments.push(NodeAttachmentFailure {
-                        nad: attachment.key(),
-                        message: missing.to_string(),
-                    });
+        let text = match &attachment.text {
+            Some(text) => text.clone(),
+            None => match attachment_text(attachment, &facts)? {
+                Ok(text) => text,
+                Err(failure) => {
+                    failed_attachments.push(failure);
                     continue;
                 }
-            }
-        } else {
-            attachment.template.clone()
+            },
         };
-        let text = cni::to_file_text(&value)?;
-        // Substituted values can only change strings, but one of them may be cniVersion.
-        if let Err(errors) = cni::check(&text) {
-            failed_attachments.push(NodeAttachmentFailure {
-                nad: attachment.key(),
-                message: format!("after filling in node values: {}", cni::describe(&errors)),
-            });
-            continue;
-        }
         files.push(file(
             &attachment.file_name,
             &spec.paths.multus_conf_dir,
@@ -247,6 +234,34 @@ pub fn render_node(
     Ok(NodeRender {
         bundle,
         failed_attachments,
+    })
+}
+
+/// An attachment's file text for one node: its placeholders filled in, then checked again.
+fn attachment_text(
+    attachment: &Attachment,
+    facts: &NodeFacts<'_>,
+) -> Result<Result<String, NodeAttachmentFailure>, RenderError> {
+    let failure = |message: String| NodeAttachmentFailure {
+        nad: attachment.key(),
+        message,
+    };
+    let value = if attachment.has_placeholders {
+        match placeholders::substitute(&attachment.template, facts) {
+            Ok(v) => v,
+            Err(missing) => return Ok(Err(failure(missing.to_string()))),
+        }
+    } else {
+        attachment.template.clone()
+    };
+    let text = cni::to_file_text(&value)?;
+    // Substituted values can only change strings, but one of them may be cniVersion.
+    Ok(match cni::check(&text) {
+        Ok(_) => Ok(text),
+        Err(errors) => Err(failure(format!(
+            "after filling in node values: {}",
+            cni::describe(&errors)
+        ))),
     })
 }
 
