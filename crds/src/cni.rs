@@ -7,7 +7,7 @@ use crate::multus_config::CniVersion;
 
 mod plugin;
 
-pub use plugin::{CHECKED_FIELDS, go_fold};
+pub use plugin::{CHECKED_FIELDS, go_fold, is_interface_name, is_plugin_name};
 use plugin::{check_key_case, check_plugin};
 
 /// Largest CNI config accepted, in bytes. Real configs are a few KiB; anything near this is a

@@ -88,7 +88,7 @@ fn accepted_config_holds(text: &str, config: &cni::CheckedConfig) {
                 && !name.contains("{{")
             {
                 assert!(
-                    is_interface_name(name),
+                    cni::is_interface_name(name),
                     "{text:?} accepted with {key} {name:?}"
                 );
             }
@@ -107,17 +107,6 @@ fn go_sees_what_was_checked(object: &Map<String, Value>, fields: &[&str], at: &s
             "{text:?} accepted: at {at}, Go fills {field} from {keys:?}"
         );
     }
-}
-
-/// The kernel's rule for a device name (`dev_valid_name`), without control characters.
-fn is_interface_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
 fn catalog_sorts_every_nad_once(text: &str, valid: bool) {

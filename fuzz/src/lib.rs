@@ -77,11 +77,4 @@ pub fn go_keys_for<'a>(object: &'a Map<String, Value>, field: &str) -> Vec<&'a S
 }
 
 /// A plugin or IPAM `type` the runtime can only find as a file directly in the CNI bin dir.
-pub fn is_plain_plugin_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
-}
+pub use multus_crds::cni::is_plugin_name as is_plain_plugin_name;

@@ -123,7 +123,7 @@ pub(super) fn invalid_type(path: String, found: &str) -> ConfigError {
 
 /// A file name in the CNI bin dir: no path, no whitespace or control characters, no
 /// leading dot (so never `.` or `..`).
-pub(super) fn is_plugin_name(name: &str) -> bool {
+pub fn is_plugin_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
@@ -134,7 +134,7 @@ pub(super) fn is_plugin_name(name: &str) -> bool {
 
 /// What the kernel takes as a network device name (`dev_valid_name`), minus control
 /// characters, which it allows but which no sane name holds.
-pub(super) fn is_interface_name(name: &str) -> bool {
+pub fn is_interface_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() < 16
         && name != "."
