@@ -20,7 +20,7 @@ use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, agent_reports, eventually};
 use multus_e2e::test_env::TestEnv;
 use multus_e2e::{ControlPlane, fixtures};
-use multus_operator::catalog;
+use multus_operator::attachments;
 use multus_operator::render::{RenderDefaults, render_node};
 
 /// Deadline for what the operator itself does (about a second on an idle machine); it holds
@@ -271,7 +271,7 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
     // Exactly the files the pure renderer gives for the objects as the API server stores them.
     let config = env.configs().get("bundles").await.unwrap();
     let nads = env.nads().list(&ListParams::default()).await.unwrap().items;
-    let catalog = catalog::build(
+    let catalog = attachments::build(
         config.spec.attachments.as_ref(),
         &nads,
         &BTreeMap::from([(

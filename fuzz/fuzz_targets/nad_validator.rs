@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use multus_crds::cni;
 use multus_crds::strict_json::{self, StrictError};
-use multus_operator::catalog::{self, NamespaceLabels};
+use multus_operator::attachments::{self, NamespaceLabels};
 use multus_operator::placeholders;
 use multus_operator_fuzz::{go_keys_for, is_plain_plugin_name, nad};
 
@@ -112,7 +112,7 @@ fn go_sees_what_was_checked(object: &Map<String, Value>, fields: &[&str], at: &s
 fn catalog_sorts_every_nad_once(text: &str, valid: bool) {
     let config = multus_operator_fuzz::multus_config(0);
     let nads = vec![nad("inline", text, false), nad("file", text, true)];
-    let catalog = catalog::build(
+    let catalog = attachments::build(
         config.spec.attachments.as_ref(),
         &nads,
         &NamespaceLabels::default(),

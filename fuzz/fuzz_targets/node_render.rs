@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use multus_crds::bundle::{FileRole, NodeBundle, node_configmap_name};
 use multus_crds::cni;
-use multus_operator::catalog::{self, NamespaceLabels};
+use multus_operator::attachments::{self, NamespaceLabels};
 use multus_operator::render::{RenderDefaults, render_node};
 use multus_operator_fuzz::{fields, nad, pairs};
 
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
 
     let config = multus_operator_fuzz::multus_config(variant);
     let nads = vec![nad("templated", template, true)];
-    let catalog = catalog::build(
+    let catalog = attachments::build(
         config.spec.attachments.as_ref(),
         &nads,
         &NamespaceLabels::default(),

@@ -9,16 +9,16 @@ use tokio::sync::mpsc;
 
 use multus_crds::bundle::{AgentState, BundleManifest, KubeconfigSettings, NodeBundle};
 
-use crate::apply::HostFiles;
 use crate::bounds::AllowedDirs;
 use crate::fsops;
+use crate::host_files::HostFiles;
 use crate::hostpath::HostRoot;
 use crate::metrics::Metrics;
+use crate::owned_files::OwnedFiles;
 use crate::plan::{self, NodeView, Upstream};
 use crate::probe;
 use crate::report::{Report, Reporter};
 use crate::rotation::{Rotation, TokenSource};
-use crate::state::OwnedFiles;
 use crate::token;
 use crate::wake::{Interest, Trigger};
 
@@ -56,7 +56,7 @@ pub enum AgentError {
     #[error("{0}")]
     Path(#[from] crate::hostpath::PathError),
     #[error("{0}")]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::owned_files::StateError),
 }
 
 struct Agent {

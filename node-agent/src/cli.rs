@@ -42,7 +42,7 @@ pub struct RunArgs {
     #[arg(long = "host-root", default_value = "/host")]
     pub host_root: PathBuf,
     /// Host path of the record of owned files (outside every CNI directory).
-    #[arg(long = "state-file", default_value = crate::state::DEFAULT_STATE_PATH)]
+    #[arg(long = "state-file", default_value = crate::owned_files::DEFAULT_STATE_PATH)]
     pub state_file: String,
     /// Kubeconfig for the agent itself; in-cluster configuration when absent.
     #[arg(long, env = "KUBECONFIG")]

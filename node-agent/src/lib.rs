@@ -4,18 +4,18 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
-pub mod apply;
 pub mod bounds;
 pub mod check;
 pub mod cli;
 pub mod fsops;
+pub mod host_files;
 pub mod hostpath;
 pub mod metrics;
+pub mod owned_files;
 pub mod plan;
 pub mod primary;
 pub mod probe;
 pub mod report;
 pub mod rotation;
-pub mod state;
 pub mod token;
 pub mod wake;

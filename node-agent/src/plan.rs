@@ -7,7 +7,7 @@ use multus_crds::bundle::{AgentState, FileRole, NodeBundle, PrimaryRule};
 use multus_crds::cni;
 use multus_crds::completion::{Primary, complete_multus_config};
 
-use crate::state::OwnedFiles;
+use crate::owned_files::OwnedFiles;
 
 /// The primary network as found on the node.
 #[derive(Clone, Debug, PartialEq, Eq)]

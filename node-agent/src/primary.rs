@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::fsops::is_temp_name;
-use crate::state::OwnedFiles;
+use crate::owned_files::OwnedFiles;
 
 /// Why a file is never taken as the primary.
 pub fn skip_reason(

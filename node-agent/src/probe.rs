@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use multus_crds::bundle::{BundleManifest, FileRole, PrimaryRule};
 
 use crate::hostpath::HostRoot;
+use crate::owned_files::OwnedFiles;
 use crate::plan::PrimaryView;
 use crate::primary;
-use crate::state::OwnedFiles;
 
 /// Host paths the bundle writes by name: its files and the kubeconfig.
 fn written_paths(manifest: &BundleManifest) -> Vec<String> {

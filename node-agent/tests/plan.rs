@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use multus_crds::bundle::{AgentState, NodeBundle};
+use multus_node_agent::owned_files::OwnedFiles;
 use multus_node_agent::plan::{NodeView, PrimaryView, Step, Upstream, plan_apply, plan_removal};
-use multus_node_agent::state::OwnedFiles;
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

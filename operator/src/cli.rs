@@ -8,8 +8,8 @@ use multus_crds::multus_config::ServiceAccountRef;
 
 pub mod crds;
 pub mod inputs;
+pub mod render;
 pub mod run;
-pub mod show;
 pub mod uninstall;
 
 /// multus-operator: owns every file Multus CNI needs on a node.
@@ -92,7 +92,7 @@ pub enum CliError {
     #[error("{0}")]
     Inputs(#[from] inputs::InputError),
     #[error(transparent)]
-    Catalog(#[from] crate::catalog::SelectorError),
+    Catalog(#[from] crate::attachments::SelectorError),
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
     #[error("cannot read primary file {path}: {source}")]
@@ -137,7 +137,7 @@ pub enum CliError {
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Run(args) => run::run(args),
-        Command::Render(args) => show::render(&args, out, err),
+        Command::Render(args) => render::render(&args, out, err),
         Command::Uninstall(args) => uninstall::uninstall(args, out),
         Command::Crds(args) => crds::crds(&args, out),
     }

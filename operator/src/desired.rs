@@ -12,7 +12,7 @@ use multus_crds::bundle::{
 use multus_crds::status::{MultusConfigStatus, RejectedAttachment};
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
-use crate::catalog::{self, Finding, NamespaceLabels};
+use crate::attachments::{self, Finding, NamespaceLabels};
 use crate::ownership;
 use crate::render::{RenderDefaults, RenderError, render_node};
 use crate::rollout::{self, NodeState, Observed};
@@ -120,7 +120,8 @@ pub fn decide(
             return d;
         }
     };
-    let catalog = match catalog::build(spec.attachments.as_ref(), &snap.nads, &snap.namespaces) {
+    let catalog = match attachments::build(spec.attachments.as_ref(), &snap.nads, &snap.namespaces)
+    {
         Ok(c) => c,
         Err(e) => {
             d.findings.spec_error = Some(("InvalidSpec".into(), e.to_string()));
@@ -290,7 +291,11 @@ fn remove_unwanted(
 }
 
 /// Lists rejections and warnings, and which of them the old status did not mention yet.
-fn report_catalog(catalog: &catalog::Catalog, old: Option<&MultusConfigStatus>, d: &mut Decisions) {
+fn report_catalog(
+    catalog: &attachments::Catalog,
+    old: Option<&MultusConfigStatus>,
+    d: &mut Decisions,
+) {
     for finding in &catalog.rejected {
         let rejected = RejectedAttachment {
             name: finding.nad.clone(),

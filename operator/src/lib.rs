@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod catalog;
+pub mod attachments;
 pub mod cli;
 pub mod configmap;
 pub mod controller;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use multus_crds::cni::Problem;
 use multus_crds::nad::{NODE_CONFIG_ANNOTATION, NetworkAttachmentDefinition};
-use multus_operator::catalog::{self, NamespaceLabels, Reason};
+use multus_operator::attachments::{self, NamespaceLabels, Reason};
 use multus_operator::render::{RenderDefaults, render_node};
 
 mod support;
@@ -225,7 +225,7 @@ fn every_hostile_nad_is_refused_with_its_field_named_and_reaches_no_node_file() 
         for (i, (_, text, _, _)) in cases.iter().enumerate() {
             nads.push(nad(&format!("hostile-{i}"), text, as_node_file));
         }
-        let catalog = catalog::build(config.spec.attachments.as_ref(), &nads, &namespaces)
+        let catalog = attachments::build(config.spec.attachments.as_ref(), &nads, &namespaces)
             .expect("selectors");
         for (i, (label, _, problem, path)) in cases.iter().enumerate() {
             let key = format!("tenant/hostile-{i}");
@@ -260,7 +260,7 @@ fn an_interface_name_from_a_node_placeholder_is_checked_once_filled_in() {
     let config = support::all_nads_config();
     let template = conf(json!({ "type": "macvlan", "master": "{{ node.labels[uplink] }}" }));
     let nads = vec![nad("uplinked", &template, true)];
-    let catalog = catalog::build(
+    let catalog = attachments::build(
         config.spec.attachments.as_ref(),
         &nads,
         &NamespaceLabels::default(),

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use multus_crds::cni;
 use multus_crds::nad::{NODE_CONFIG_ANNOTATION, NetworkAttachmentDefinition};
-use multus_operator::catalog::{self, NamespaceLabels};
+use multus_operator::attachments::{self, NamespaceLabels};
 use multus_operator::render::{RenderDefaults, render_node};
 
 mod support;
@@ -62,7 +62,7 @@ proptest! {
             })
             .collect();
         let config = support::all_nads_config();
-        let catalog = catalog::build(config.spec.attachments.as_ref(), &nads, &NamespaceLabels::default())
+        let catalog = attachments::build(config.spec.attachments.as_ref(), &nads, &NamespaceLabels::default())
             .expect("selectors");
         let node: Node = serde_json::from_value(json!({
             "metadata": { "name": "n1", "annotations": { "uplink": uplink } }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule};
 use multus_crds::cni::Problem;
 use multus_crds::completion::{Primary, complete_multus_config};
-use multus_operator::catalog::{self, Catalog, Reason};
+use multus_operator::attachments::{self, Catalog, Reason};
 use multus_operator::cli::inputs::Inputs;
 use multus_operator::render::{NodeRender, RenderDefaults, RenderError, render_node};
 use serde_json::Value;
@@ -37,7 +37,7 @@ fn inline(yaml: &str) -> Inputs {
 
 fn catalog_of(inputs: &Inputs) -> Catalog {
     let config = inputs.config(None).expect("one MultusConfig");
-    catalog::build(
+    attachments::build(
         config.spec.attachments.as_ref(),
         &inputs.nads,
         &inputs.namespaces,

@@ -53,7 +53,7 @@ impl Agents {
                 node_name: spec.node.clone(),
                 namespace: namespace.to_string(),
                 host_root: spec.host_root.clone(),
-                state_file: multus_node_agent::state::DEFAULT_STATE_PATH.into(),
+                state_file: multus_node_agent::owned_files::DEFAULT_STATE_PATH.into(),
                 kubeconfig: Some(spec.kubeconfig.clone()),
                 allowed_dirs: multus_node_agent::bounds::DEFAULT_ALLOWED_DIRS
                     .map(String::from)

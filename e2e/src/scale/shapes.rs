@@ -85,7 +85,7 @@ pub fn bundle_bytes_with_all_as_files(nads: usize, namespaces: usize) -> usize {
         .map(|i| nad(i, nads, namespaces, &format!("br-{i}")))
         .collect();
     let config = multus_config();
-    let catalog = multus_operator::catalog::build(
+    let catalog = multus_operator::attachments::build(
         config.spec.attachments.as_ref(),
         &all,
         &Default::default(),

@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::NamespaceLabels;
+use crate::attachments::NamespaceLabels;
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
 /// Errors reading manifests.

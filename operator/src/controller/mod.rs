@@ -5,10 +5,10 @@
 //! is reported ([`undecodable`]) instead of stopping its watch; Nodes are watched by their
 //! metadata only, which always decodes.
 
-mod apply;
 mod reconcile;
 pub mod triggers;
 mod undecodable;
+mod writes;
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
-use super::{Context, FINALIZER, apply, undecodable};
+use super::{Context, FINALIZER, undecodable, writes};
 use crate::desired::{self, OwnedConfigMap, Snapshot};
 use crate::lease::fence::is_not_leading;
 use crate::rollout::NodeState;
@@ -115,7 +115,7 @@ struct Cached {
     configs: Vec<Arc<DeserializeGuard<MultusConfig>>>,
     nodes: Vec<Arc<k8s_openapi::api::core::v1::Node>>,
     nads: Vec<NetworkAttachmentDefinition>,
-    namespaces: crate::catalog::NamespaceLabels,
+    namespaces: crate::attachments::NamespaceLabels,
     owned: BTreeMap<String, OwnedConfigMap>,
 }
 
@@ -178,11 +178,11 @@ async fn apply_config(config: &MultusConfig, ctx: &Context) -> Result<Action, Re
     let cached = cached(config, ctx);
     let snap = snapshot(config, &cached);
     let decisions = desired::decide(&snap, &ctx.settings.defaults, ctx.settings.cleanup_timeout);
-    apply::write_bundles(ctx, config, &decisions.write).await?;
-    apply::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
-    apply::delete_configmaps(ctx, &decisions.delete).await?;
-    apply::publish_given_up(ctx, config, &decisions.given_up).await;
-    apply::publish_findings(
+    writes::write_bundles(ctx, config, &decisions.write).await?;
+    writes::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
+    writes::delete_configmaps(ctx, &decisions.delete).await?;
+    writes::publish_given_up(ctx, config, &decisions.given_up).await;
+    writes::publish_findings(
         ctx,
         &snap.nads,
         &decisions.new_rejections,
@@ -191,7 +191,7 @@ async fn apply_config(config: &MultusConfig, ctx: &Context) -> Result<Action, Re
     .await;
     record_node_states(ctx, config, &decisions.findings.nodes);
     let status = status::compute(&decisions.findings, snap.old_status, &snap.now);
-    apply::write_status(ctx, config, &status).await?;
+    writes::write_status(ctx, config, &status).await?;
     Ok(match decisions.requeue_after {
         Some(after) => Action::requeue(after.min(RESYNC)),
         None => Action::requeue(RESYNC),
@@ -202,11 +202,11 @@ async fn cleanup_config(config: &MultusConfig, ctx: &Context) -> Result<Action, 
     let cached = cached(config, ctx);
     let snap = snapshot(config, &cached);
     let (decisions, pending) = desired::decide_cleanup(&snap, ctx.settings.cleanup_timeout);
-    apply::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
+    writes::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
     let status = status::compute(&decisions.findings, snap.old_status, &snap.now);
-    apply::write_status(ctx, config, &status).await?;
+    writes::write_status(ctx, config, &status).await?;
     if pending.is_empty() {
-        apply::publish_given_up(ctx, config, &decisions.given_up).await;
+        writes::publish_given_up(ctx, config, &decisions.given_up).await;
         tracing::info!("every node confirmed cleanup (or timed out); releasing the finalizer");
         return Ok(Action::await_change());
     }

@@ -16,7 +16,7 @@ use multus_crds::contract::{ContractError, FileMode, RefreshBefore};
 use multus_crds::multus_config::{Mode, MultusConfigSpec, ServiceAccountRef};
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
-use crate::catalog::{Attachment, Catalog};
+use crate::attachments::{Attachment, Catalog};
 use crate::placeholders::{self, NodeFacts};
 use multus::PrimaryAttachment;
 

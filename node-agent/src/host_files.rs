@@ -9,8 +9,8 @@ use multus_crds::bundle::sha256_hex;
 use crate::fsops::{self, FsError, WriteOutcome};
 use crate::hostpath::{HostRoot, PathError};
 use crate::metrics::Metrics;
+use crate::owned_files::{OwnedFiles, StateError};
 use crate::plan::{Plan, Step};
-use crate::state::{OwnedFiles, StateError};
 
 /// A step that could not be carried out. The pass stops there; the next pass retries.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use multus_crds::completion::{Primary, complete_multus_config};
 use super::inputs::Inputs;
 use super::{CliError, Output, RenderArgs};
 use crate::render::{RenderDefaults, render_node, selects};
-use crate::{catalog, configmap};
+use crate::{attachments, configmap};
 
 /// Renders the chosen node and prints its files (or ConfigMap) to `out`; findings to `err`.
 pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
@@ -27,7 +27,7 @@ pub fn render(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
         )?;
     }
 
-    let catalog = catalog::build(
+    let catalog = attachments::build(
         config.spec.attachments.as_ref(),
         &inputs.nads,
         &inputs.namespaces,

@@ -1,4 +1,4 @@
-//! Unit tests of `catalog`.
+//! Unit tests of `attachments`.
 
 use super::*;
 

@@ -16,7 +16,7 @@ use multus_crds::status::MultusConfigStatus;
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
 use super::{Context, FIELD_MANAGER, ReconcileError};
-use crate::catalog::Finding;
+use crate::attachments::Finding;
 use crate::configmap::bundle_configmap;
 use crate::desired::OwnedConfigMap;
 
