@@ -22,6 +22,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "multus-operator";
 /// Annotation holding the node name (labels cannot hold 253 characters).
 pub const NODE_ANNOTATION: &str = "operator.multus.dev/node";
+/// Annotation repeating the manifest's `bundleHash`, so that the operator can follow its
+/// ConfigMaps by metadata alone instead of keeping every node's bundle in memory.
+pub const BUNDLE_HASH_ANNOTATION: &str = "operator.multus.dev/bundle-hash";
 /// File name of the Multus config for cniVersion < 1.0.0.
 pub const MULTUS_CONF_NAME: &str = "00-multus.conf";
 /// File name of the Multus config for cniVersion >= 1.0.0.
@@ -186,13 +189,17 @@ impl NodeBundle {
         Ok(data)
     }
 
-    /// Summed size of keys and values, as the API server counts them.
+    /// Summed size of keys and values, as the API server counts them (the same sum as over
+    /// [`NodeBundle::to_configmap_data`], without copying the files).
     pub fn byte_size(&self) -> Result<usize, serde_json::Error> {
-        Ok(self
-            .to_configmap_data()?
+        let manifest = serde_json::to_string_pretty(&self.manifest)?.len() + 1;
+        let files: usize = self
+            .data
             .iter()
+            .filter(|(k, _)| k.as_str() != MANIFEST_KEY)
             .map(|(k, v)| k.len() + v.len())
-            .sum())
+            .sum();
+        Ok(files + MANIFEST_KEY.len() + manifest)
     }
 
     /// Reads and checks a bundle from ConfigMap data.

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use multus_crds::bundle::{BundleManifest, FORMAT_VERSION, MANIFEST_KEY, NodeBundle};
 use multus_crds::contract::{FileMode, RefreshBefore};
 use multus_node_agent::bounds::{AllowedDirs, DEFAULT_ALLOWED_DIRS};
-use multus_node_agent::plan::{self, NodeView, PrimaryView, Step, Upstream};
 use multus_node_agent::owned_files::OwnedFiles;
+use multus_node_agent::plan::{self, NodeView, PrimaryView, Step, Upstream};
 
 /// A primary config as the agent would find it on the node.
 const PRIMARY: &str = r#"{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#;

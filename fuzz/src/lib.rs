@@ -5,7 +5,6 @@
 use serde_json::{Map, Value, json};
 
 use multus_crds::MultusConfig;
-use multus_crds::nad::{NODE_CONFIG_ANNOTATION, NetworkAttachmentDefinition};
 
 /// Splits a fuzz input into `n` fields at NUL bytes; missing fields are empty and the
 /// last field keeps any further NULs. Keeps seeds writable by hand (`printf 'a\0b'`).
@@ -26,22 +25,9 @@ pub fn pairs(text: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// A NAD in namespace `tenant`, with `config` inline or as the node-config annotation.
-pub fn nad(name: &str, config: &str, as_node_file: bool) -> NetworkAttachmentDefinition {
-    let (annotations, spec_config) = if as_node_file {
-        (json!({ NODE_CONFIG_ANNOTATION: config }), "")
-    } else {
-        (json!({}), config)
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "k8s.cni.cncf.io/v1",
-        "kind": "NetworkAttachmentDefinition",
-        "metadata": { "name": name, "namespace": "tenant", "annotations": annotations,
-            "creationTimestamp": "2026-01-01T00:00:00Z" },
-        "spec": { "config": spec_config },
-    }))
-    .expect("a NAD built from literals deserializes")
-}
+#[path = "../../operator/tests/support/nads.rs"]
+mod nads;
+pub use nads::nad;
 
 /// A MultusConfig selecting every NAD, in one of eight shapes picked by `variant`:
 /// thin or thick, cniVersion 0.3.1 or 1.0.0, host kubeconfig on or off.

@@ -92,7 +92,9 @@ pub enum CliError {
     #[error("{0}")]
     Inputs(#[from] inputs::InputError),
     #[error(transparent)]
-    Catalog(#[from] crate::attachments::SelectorError),
+    AttachmentSelector(#[from] crate::attachments::SelectorError),
+    #[error(transparent)]
+    NodeSelector(#[from] crate::ownership::SelectorError),
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
     #[error("cannot read primary file {path}: {source}")]
@@ -134,6 +136,25 @@ pub enum CliError {
 }
 
 /// Runs a parsed command line, writing results to `out` and diagnostics to `err`.
+/// Runs a one-shot command that talks to the cluster, on a runtime of its own, with a client
+/// from the usual kubeconfig lookup (`KUBECONFIG`, `~/.kube/config`, in-cluster).
+fn with_client<T, F, Fut>(command: F) -> Result<T, CliError>
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CliError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(CliError::Client)?;
+        command(client).await
+    })
+}
+
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Run(args) => run::run(args),

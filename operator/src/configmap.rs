@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
 use multus_crds::bundle::{
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_ANNOTATION, NodeBundle, node_configmap_name,
+    BUNDLE_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_ANNOTATION, NodeBundle,
+    node_configmap_name,
 };
 
 /// The ConfigMap for a bundle in the operator's namespace (owner references are added by the
@@ -22,10 +23,13 @@ pub fn bundle_configmap(
                 MANAGED_BY_LABEL.to_string(),
                 MANAGED_BY_VALUE.to_string(),
             )])),
-            annotations: Some(BTreeMap::from([(
-                NODE_ANNOTATION.to_string(),
-                bundle.manifest.node.clone(),
-            )])),
+            annotations: Some(BTreeMap::from([
+                (NODE_ANNOTATION.to_string(), bundle.manifest.node.clone()),
+                (
+                    BUNDLE_HASH_ANNOTATION.to_string(),
+                    bundle.manifest.bundle_hash.clone(),
+                ),
+            ])),
             ..ObjectMeta::default()
         },
         data: Some(bundle.to_configmap_data()?),

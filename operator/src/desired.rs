@@ -2,7 +2,7 @@
 //! ConfigMaps to write, mark for removal or delete, and the findings for the status.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -14,16 +14,16 @@ use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
 use crate::attachments::{self, Finding, NamespaceLabels};
 use crate::ownership;
-use crate::render::{RenderDefaults, RenderError, render_node};
+use crate::render::{self, PreparedConfig, RenderDefaults, RenderError};
 use crate::rollout::{self, NodeState, Observed};
 use crate::status::Findings;
 
-/// A bundle ConfigMap this MultusConfig owns, as observed.
+/// A bundle ConfigMap this MultusConfig owns, as observed from its metadata (the operator
+/// never keeps bundle data: the bundle hash is an annotation too).
 #[derive(Clone, Debug)]
 pub struct OwnedConfigMap {
     pub name: String,
     pub node: String,
-    pub data: BTreeMap<String, String>,
     pub observed: Observed,
     pub remove_requested_at: Option<Time>,
 }
@@ -31,7 +31,12 @@ pub struct OwnedConfigMap {
 impl OwnedConfigMap {
     /// Reads a ConfigMap; `None` when it names no node.
     pub fn from_configmap(cm: &ConfigMap) -> Option<OwnedConfigMap> {
-        let annotations = cm.metadata.annotations.as_ref();
+        OwnedConfigMap::from_metadata(&cm.metadata)
+    }
+
+    /// Reads a ConfigMap's metadata; `None` when it names no node.
+    pub fn from_metadata(metadata: &ObjectMeta) -> Option<OwnedConfigMap> {
+        let annotations = metadata.annotations.as_ref();
         let node = annotations.and_then(|a| a.get(NODE_ANNOTATION))?.clone();
         let marked = annotations
             .and_then(|a| a.get(REMOVE_ANNOTATION))
@@ -46,10 +51,9 @@ impl OwnedConfigMap {
             None
         };
         Some(OwnedConfigMap {
-            name: cm.metadata.name.clone().unwrap_or_default(),
+            name: metadata.name.clone().unwrap_or_default(),
             node,
-            data: cm.data.clone().unwrap_or_default(),
-            observed: Observed::from_configmap(cm.data.as_ref(), annotations),
+            observed: Observed::from_configmap(None, annotations),
             remove_requested_at,
         })
     }
@@ -71,8 +75,12 @@ pub struct Snapshot<'a> {
 /// What to do.
 #[derive(Debug, Default)]
 pub struct Decisions {
-    /// Bundles to store now (new or changed), with whether to clear a removal mark.
-    pub write: Vec<NodeBundle>,
+    /// Nodes whose bundle is stored now: new, changed, or a removal mark to clear. Only
+    /// names: each bundle is rendered again when it is written ([`Decisions::bundle`]), so a
+    /// rollout over thousands of nodes never holds every node's bundle at once.
+    pub write: Vec<String>,
+    /// The config's stage of rendering, kept for [`Decisions::bundle`].
+    prepared: Option<PreparedConfig>,
     /// Node names whose ConfigMap gets the removal mark.
     pub mark_removal: Vec<String>,
     /// ConfigMap names to delete.
@@ -86,6 +94,16 @@ pub struct Decisions {
     /// Nodes given up on: their agent did not confirm file removal within the timeout (the
     /// node may be offline). Their ConfigMaps are deleted all the same; this is reported.
     pub given_up: Vec<String>,
+}
+
+impl Decisions {
+    /// The bundle to store for `node` (one of [`Decisions::write`]): the same bytes that
+    /// decided the write, since rendering is pure.
+    pub fn bundle(&self, node: &Node) -> Option<Result<NodeBundle, RenderError>> {
+        self.prepared
+            .as_ref()
+            .map(|p| p.node(node).map(|rendered| rendered.bundle))
+    }
 }
 
 /// Decides the normal (not deleting) reconcile.
@@ -130,21 +148,31 @@ pub fn decide(
     };
     report_catalog(&catalog, snap.old_status, &mut d);
 
+    let prepared = match render::prepare(snap.config, &catalog, &snap.nads, defaults) {
+        Ok(p) => p,
+        Err(e) => {
+            // Errors of this stage come from the spec or the primary NAD and hit every node
+            // alike: keep what nodes have and report it once.
+            d.findings.spec_error = Some((e.reason().into(), e.to_string()));
+            return d;
+        }
+    };
+
     let by_name: BTreeMap<&str, &Node> = snap
         .nodes
         .iter()
         .filter_map(|n| n.metadata.name.as_deref().map(|name| (name, *n)))
         .collect();
-    // Only bundles that may be written this round are kept: holding every node's bundle
-    // would cost a bundle's size per node, though in a steady state none is written.
-    let mut bundles = BTreeMap::new();
+    // Only the bundle hash of each node is kept: holding every node's bundle would cost a
+    // bundle's size per node, though in a steady state none is written.
     let mut states: BTreeMap<String, NodeState> = BTreeMap::new();
+    let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     let mut missing_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for node_name in &assignment.owned {
         let Some(node) = by_name.get(node_name.as_str()) else {
             continue;
         };
-        match render_node(snap.config, node, &catalog, &snap.nads, defaults) {
+        match prepared.node(node) {
             Ok(rendered) => {
                 for failure in rendered.failed_attachments {
                     missing_values
@@ -155,9 +183,10 @@ pub fn decide(
                 let owned = snap.owned.get(node_name);
                 let marked = owned.is_some_and(|cm| cm.remove_requested_at.is_some());
                 let observed = owned.filter(|_| !marked).map(|cm| &cm.observed);
-                let state = rollout::node_state(&rendered.bundle.manifest.bundle_hash, observed);
+                let hash = rendered.bundle.manifest.bundle_hash;
+                let state = rollout::node_state(&hash, observed);
                 if marked || matches!(state, NodeState::Missing | NodeState::Outdated) {
-                    bundles.insert(node_name.clone(), rendered.bundle);
+                    hashes.insert(node_name.clone(), hash);
                 }
                 states.insert(node_name.clone(), state);
             }
@@ -167,8 +196,6 @@ pub fn decide(
                     .insert(node_name.clone(), (e.reason().into(), e.to_string()));
             }
             Err(e) => {
-                // Every other render error comes from the spec or the primary NAD and hits
-                // every node alike: keep what nodes have and report it once.
                 d.findings.spec_error = Some((e.reason().into(), e.to_string()));
                 return d;
             }
@@ -188,20 +215,20 @@ pub fn decide(
 
     let plan = rollout::plan(&states, budget.nodes(states.len()));
     for node in &plan.write {
-        if let Some(bundle) = bundles.remove(node) {
-            d.write.push(bundle);
+        if hashes.remove(node).is_some() {
+            d.write.push(node.clone());
         }
     }
     // A node whose ConfigMap already holds the current bundle but still carries a removal
     // mark (selected again before its agent cleaned up) gets the mark cleared.
-    for (node, bundle) in bundles {
+    for (node, hash) in hashes {
         if snap.owned.get(&node).is_some_and(|cm| {
-            cm.remove_requested_at.is_some()
-                && cm.observed.bundle_hash.as_deref() == Some(&bundle.manifest.bundle_hash)
+            cm.remove_requested_at.is_some() && cm.observed.bundle_hash.as_deref() == Some(&hash)
         }) {
-            d.write.push(bundle);
+            d.write.push(node);
         }
     }
+    d.prepared = Some(prepared);
     // What this round writes counts as updated: the status describes the state after it.
     for node in &plan.write {
         states.insert(node.clone(), NodeState::Updating);

@@ -3,11 +3,52 @@
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::{Selector, SelectorExt};
 use std::collections::BTreeMap;
 
 use multus_crds::MultusConfig;
+use multus_crds::multus_config::MultusConfigSpec;
 
-use crate::render::{RenderError, selects};
+/// A MultusConfig's node selector that cannot be evaluated.
+#[derive(Debug, thiserror::Error)]
+#[error("spec.nodeSelector: {0}")]
+pub struct SelectorError(String);
+
+impl SelectorError {
+    /// The Event reason and status condition reason.
+    pub fn reason(&self) -> &'static str {
+        "InvalidSpec"
+    }
+}
+
+/// A MultusConfig's node selector, parsed once for all nodes.
+#[derive(Clone, Debug)]
+pub struct NodeSelector(Selector);
+
+impl NodeSelector {
+    pub fn of(spec: &MultusConfigSpec) -> Result<NodeSelector, SelectorError> {
+        spec.node_selector
+            .clone()
+            .unwrap_or_default()
+            .try_into()
+            .map(NodeSelector)
+            .map_err(|e: kube::core::ParseExpressionError| SelectorError(e.to_string()))
+    }
+
+    /// Whether a node with these labels is selected (an absent or empty selector selects
+    /// every node).
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0.matches(labels)
+    }
+}
+
+/// Whether the MultusConfig's node selector picks a node with these labels.
+pub fn selects(
+    spec: &MultusConfigSpec,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, SelectorError> {
+    Ok(NodeSelector::of(spec)?.selects(labels))
+}
 
 /// The nodes one MultusConfig owns, and those it loses to an older config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,27 +73,31 @@ pub fn assign(
     config: &MultusConfig,
     all: &[&MultusConfig],
     nodes: &[&Node],
-) -> Result<Assignment, RenderError> {
-    let mut rivals: Vec<&MultusConfig> = all
+) -> Result<Assignment, SelectorError> {
+    let mine = seniority(config);
+    let selector = NodeSelector::of(&config.spec)?;
+    // Only older rivals can take a node. A rival with an invalid selector selects nothing;
+    // its own status says why.
+    let mut older: Vec<(&MultusConfig, NodeSelector)> = all
         .iter()
         .copied()
-        .filter(|c| c.metadata.name != config.metadata.name)
+        .filter(|c| c.metadata.name != config.metadata.name && seniority(c) < mine)
+        .filter_map(|c| NodeSelector::of(&c.spec).ok().map(|s| (c, s)))
         .collect();
-    rivals.sort_by_key(|c| seniority(c));
-    let mine = seniority(config);
+    older.sort_by_key(|(c, _)| seniority(c));
     let mut assignment = Assignment::default();
     let empty = BTreeMap::new();
     for node in nodes {
         let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
         let name = node.metadata.name.clone().unwrap_or_default();
-        if !selects(&config.spec, labels)? {
+        if !selector.selects(labels) {
             continue;
         }
-        // A rival with an invalid selector selects nothing; its own status says why.
-        let older = rivals
+        match older
             .iter()
-            .find(|r| seniority(r) < mine && selects(&r.spec, labels).unwrap_or(false));
-        match older {
+            .find(|(_, s)| s.selects(labels))
+            .map(|(c, _)| c)
+        {
             Some(winner) => {
                 assignment
                     .conflicted

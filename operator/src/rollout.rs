@@ -5,12 +5,13 @@
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
-use multus_crds::bundle::{AgentState, MANIFEST_KEY, feedback};
+use multus_crds::bundle::{AgentState, BUNDLE_HASH_ANNOTATION, MANIFEST_KEY, feedback};
 
 /// What the operator sees on a node's ConfigMap.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
-    /// `bundleHash` of the manifest stored in the ConfigMap.
+    /// The stored bundle's hash: its annotation (which the operator reads from its
+    /// metadata-only cache), else the `bundleHash` of the manifest in the data.
     pub bundle_hash: Option<String>,
     /// Feedback from the agent.
     pub applied_hash: Option<String>,
@@ -19,28 +20,29 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Reads a ConfigMap's data and annotations.
+    /// Reads a ConfigMap's annotations, and its data when given.
     pub fn from_configmap(
         data: Option<&BTreeMap<String, String>>,
         annotations: Option<&BTreeMap<String, String>>,
     ) -> Observed {
-        /// The one field read of a manifest: the rest is skipped, not built, because every
-        /// reconcile reads the manifest of every node.
+        /// The one field read of a manifest (for a ConfigMap read with its data, written
+        /// before the hash annotation existed): the rest is skipped, not built.
         #[derive(serde::Deserialize)]
         struct HashOnly {
             #[serde(rename = "bundleHash")]
             bundle_hash: Option<String>,
         }
-        let bundle_hash = data
-            .and_then(|d| d.get(MANIFEST_KEY))
-            .and_then(|m| serde_json::from_str::<HashOnly>(m).ok())
-            .and_then(|m| m.bundle_hash);
         let annotation = |key: &str| {
             annotations
                 .and_then(|a| a.get(key))
                 .filter(|v| !v.is_empty())
                 .cloned()
         };
+        let bundle_hash = annotation(BUNDLE_HASH_ANNOTATION).or_else(|| {
+            data.and_then(|d| d.get(MANIFEST_KEY))
+                .and_then(|m| serde_json::from_str::<HashOnly>(m).ok())
+                .and_then(|m| m.bundle_hash)
+        });
         Observed {
             bundle_hash,
             applied_hash: annotation(feedback::APPLIED_HASH),

@@ -76,7 +76,7 @@ fn new_nodes_are_written_and_counted_as_updating() {
         &RenderDefaults::default(),
         TIMEOUT,
     );
-    let written: Vec<&str> = d.write.iter().map(|b| b.manifest.node.as_str()).collect();
+    let written: Vec<&str> = d.write.iter().map(String::as_str).collect();
     assert_eq!(written, vec!["n1", "n2"]);
     assert!(d.findings.nodes.values().all(|s| *s == NodeState::Updating));
     assert_eq!(d.findings.generation, Some(2));

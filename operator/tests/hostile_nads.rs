@@ -7,11 +7,14 @@ use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 
 use multus_crds::cni::Problem;
-use multus_crds::nad::{NODE_CONFIG_ANNOTATION, NetworkAttachmentDefinition};
+
 use multus_operator::attachments::{self, NamespaceLabels, Reason};
 use multus_operator::render::{RenderDefaults, render_node};
 
 mod support;
+#[path = "support/nads.rs"]
+mod nads;
+use nads::nad;
 
 /// A config around one plugin.
 fn conf(plugin: Value) -> String {
@@ -23,22 +26,6 @@ fn conf(plugin: Value) -> String {
 /// A conflist with a harmless first plugin and `second` after it.
 fn list(second: Value) -> String {
     json!({ "cniVersion": "1.0.0", "plugins": [{ "type": "bridge" }, second] }).to_string()
-}
-
-fn nad(name: &str, config: &str, as_node_file: bool) -> NetworkAttachmentDefinition {
-    let (annotations, spec_config) = if as_node_file {
-        (json!({ NODE_CONFIG_ANNOTATION: config }), "")
-    } else {
-        (json!({}), config)
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "k8s.cni.cncf.io/v1",
-        "kind": "NetworkAttachmentDefinition",
-        "metadata": { "name": name, "namespace": "tenant", "annotations": annotations,
-            "creationTimestamp": "2026-01-01T00:00:00Z" },
-        "spec": { "config": spec_config },
-    }))
-    .expect("NAD")
 }
 
 /// (label, config text, the problem, the field it names)

@@ -339,24 +339,32 @@ fn nad(ns: &str, name: &str, created: &str, config: &str) -> String {
     )
 }
 
+/// The catalog of a MultusConfig selecting every NAD, over NADs given as (namespace, name,
+/// creation time, config).
+fn catalog_of_nads(nads: &[(&str, &str, &str, &str)]) -> Catalog {
+    let mut yaml = CONFIG_ALL_NADS.to_string();
+    for (ns, name, created, config) in nads {
+        yaml.push_str(&nad(ns, name, created, config));
+    }
+    catalog_of(&inline(&yaml))
+}
+
 #[test]
 fn two_nads_with_one_name_in_two_namespaces_clash_and_the_older_wins() {
-    let yaml = format!(
-        "{CONFIG_ALL_NADS}{}{}",
-        nad(
+    let catalog = catalog_of_nads(&[
+        (
             "red",
             "data",
             "2026-02-01T00:00:00Z",
-            r#"{"cniVersion":"0.3.1","type":"bridge"}"#
+            r#"{"cniVersion":"0.3.1","type":"bridge"}"#,
         ),
-        nad(
+        (
             "blue",
             "data",
             "2026-01-01T00:00:00Z",
-            r#"{"cniVersion":"0.3.1","type":"macvlan"}"#
+            r#"{"cniVersion":"0.3.1","type":"macvlan"}"#,
         ),
-    );
-    let catalog = catalog_of(&inline(&yaml));
+    ]);
     let kept: Vec<String> = catalog.attachments.iter().map(|a| a.key()).collect();
     assert_eq!(kept, vec!["blue/data"]);
     assert_eq!(catalog.rejected.len(), 1);
@@ -368,22 +376,20 @@ fn two_nads_with_one_name_in_two_namespaces_clash_and_the_older_wins() {
 
 #[test]
 fn file_name_clashes_between_dashed_names_are_detected() {
-    let yaml = format!(
-        "{CONFIG_ALL_NADS}{}{}",
-        nad(
+    let catalog = catalog_of_nads(&[
+        (
             "a-b",
             "c",
             "2026-01-01T00:00:00Z",
-            r#"{"cniVersion":"0.3.1","type":"bridge"}"#
+            r#"{"cniVersion":"0.3.1","type":"bridge"}"#,
         ),
-        nad(
+        (
             "a",
             "b-c",
             "2026-01-02T00:00:00Z",
-            r#"{"cniVersion":"0.3.1","type":"bridge"}"#
+            r#"{"cniVersion":"0.3.1","type":"bridge"}"#,
         ),
-    );
-    let catalog = catalog_of(&inline(&yaml));
+    ]);
     assert_eq!(catalog.attachments.len(), 1);
     assert_eq!(catalog.rejected[0].nad, "a/b-c");
     assert_eq!(catalog.rejected[0].reason, Reason::FileNameClash);

@@ -66,6 +66,14 @@ fn a_sealed_bundle_round_trips_through_configmap_data() {
 }
 
 #[test]
+fn the_byte_size_is_the_sum_over_the_configmap_data() {
+    let bundle = sample();
+    let data = bundle.to_configmap_data().unwrap();
+    let summed: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert_eq!(bundle.byte_size().unwrap(), summed);
+}
+
+#[test]
 fn a_tampered_file_is_refused() {
     let mut data = sample().to_configmap_data().unwrap();
     data.insert("00-multus.conf".into(), "{\"x\":1}".into());

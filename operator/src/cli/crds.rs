@@ -34,14 +34,7 @@ pub fn crds(args: &CrdsArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
-    runtime.block_on(async {
-        let client = Client::try_default().await.map_err(CliError::Client)?;
-        apply(client, out).await
-    })
+    super::with_client(|client| apply(client, out))
 }
 
 /// Applies the generated MultusConfig CRD and waits until it is Established with the new

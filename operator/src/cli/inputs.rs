@@ -17,7 +17,7 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not valid YAML: {source}")]
+    #[error("{path}: not valid YAML: {}", yaml_message(path, source))]
     Yaml {
         path: PathBuf,
         #[source]
@@ -175,6 +175,19 @@ fn pick<'a, T>(
     }
 }
 
+/// The parser's message for a YAML error, its snippet naming the file. The parser starts its
+/// message with its own `error: `, which the command line already prints once.
+fn yaml_message(path: &Path, error: &serde_saphyr::Error) -> String {
+    let name = path.display().to_string();
+    let text = error.render_with_options(serde_saphyr::render_options! {
+        source_name: Some(name.as_str()),
+    });
+    match text.strip_prefix("error: ") {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
 /// How plain scalars are typed when a manifest is read as a generic tree: YAML 1.2 core, so
 /// that `yes`, `on`, `0755` or `1_000` stay strings (a label value `yes` is the string "yes"),
 /// and `<<` is an ordinary key.
@@ -251,6 +264,13 @@ mod tests {
             assert!(
                 matches!(&err, InputError::Yaml { path, .. } if path == Path::new("bad.yaml")),
                 "{err}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.starts_with("bad.yaml: not valid YAML: line ")
+                    && !message.contains("error:")
+                    && message.contains("bad.yaml:"),
+                "{message}"
             );
         }
     }

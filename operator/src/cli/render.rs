@@ -7,7 +7,8 @@ use multus_crds::completion::{Primary, complete_multus_config};
 
 use super::inputs::Inputs;
 use super::{CliError, Output, RenderArgs};
-use crate::render::{RenderDefaults, render_node, selects};
+use crate::ownership::selects;
+use crate::render::{RenderDefaults, render_node};
 use crate::{attachments, configmap};
 
 /// Renders the chosen node and prints its files (or ConfigMap) to `out`; findings to `err`.

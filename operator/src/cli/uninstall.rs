@@ -51,14 +51,7 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 /// Runs the command on its own runtime.
 pub fn uninstall(args: UninstallArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
-    runtime.block_on(async {
-        let client = Client::try_default().await.map_err(CliError::Client)?;
-        delete_and_wait(client, &args, out).await
-    })
+    super::with_client(|client| delete_and_wait(client, &args, out))
 }
 
 /// Deletes every MultusConfig, then waits until none is left or `args.timeout` passes.

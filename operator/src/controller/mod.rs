@@ -2,8 +2,8 @@
 //! Namespaces and its own ConfigMaps, and reconciles every MultusConfig when any of them
 //! changes (there are few MultusConfigs; a reconcile renders from in-memory caches).
 //! Every watch decodes through [`DeserializeGuard`], so one object this build cannot decode
-//! is reported ([`undecodable`]) instead of stopping its watch; Nodes are watched by their
-//! metadata only, which always decodes.
+//! is reported ([`undecodable`]) instead of stopping its watch; Nodes and the bundle
+//! ConfigMaps are watched by their metadata only, which always decodes.
 
 mod reconcile;
 pub mod triggers;
@@ -59,7 +59,9 @@ pub struct Stores {
     pub nodes: Store<Node>,
     pub nads: Store<DeserializeGuard<NetworkAttachmentDefinition>>,
     pub namespaces: Store<DeserializeGuard<Namespace>>,
-    pub configmaps: Store<DeserializeGuard<ConfigMap>>,
+    /// The bundle ConfigMaps by their metadata: the bundle hash and the agent's feedback are
+    /// annotations, and keeping every node's bundle data would cost memory per node.
+    pub configmaps: Store<PartialObjectMeta<ConfigMap>>,
     /// Turns true once the caches above (except `configs`, which the controller itself waits
     /// for) hold a full list.
     synced: tokio::sync::watch::Receiver<bool>,
@@ -84,7 +86,7 @@ async fn announce_sync(
     nodes: Store<Node>,
     nads: Store<DeserializeGuard<NetworkAttachmentDefinition>>,
     namespaces: Store<DeserializeGuard<Namespace>>,
-    configmaps: Store<DeserializeGuard<ConfigMap>>,
+    configmaps: Store<PartialObjectMeta<ConfigMap>>,
     tx: tokio::sync::watch::Sender<bool>,
     ready: Readiness,
 ) {
@@ -172,10 +174,11 @@ pub async fn run(
     let cm_events = reflector::reflector(
         configmaps_w,
         watcher(
-            Api::<DeserializeGuard<ConfigMap>>::namespaced(client.clone(), &settings.namespace),
+            Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &settings.namespace),
             wc.clone()
                 .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-        ),
+        )
+        .map(|event| event.map(triggers::without_managed_fields)),
     )
     .default_backoff()
     .touched_objects()

@@ -1,5 +1,7 @@
 //! One reconcile: snapshot the caches, decide (pure), then apply and report.
 
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
+use multus_crds::MultusConfig;
 
 use super::{Context, FINALIZER, undecodable, writes};
 use crate::desired::{self, OwnedConfigMap, Snapshot};
@@ -113,27 +115,33 @@ pub async fn reconcile(
 /// The caches as owned data, so a [`Snapshot`] can borrow from it.
 struct Cached {
     configs: Vec<Arc<DeserializeGuard<MultusConfig>>>,
-    nodes: Vec<Arc<k8s_openapi::api::core::v1::Node>>,
-    nads: Vec<NetworkAttachmentDefinition>,
-    namespaces: crate::attachments::NamespaceLabels,
-    owned: BTreeMap<String, OwnedConfigMap>,
+    nodes: Vec<Arc<Node>>,
 }
 
-fn cached(config: &MultusConfig, ctx: &Context) -> Cached {
+fn snapshot<'a>(config: &'a MultusConfig, ctx: &Context, cached: &'a Cached) -> Snapshot<'a> {
     let uid = config.meta().uid.clone().unwrap_or_default();
     let owned = ctx
         .stores
         .configmaps
         .state()
         .iter()
-        .filter_map(|cm| cm.0.as_ref().ok())
         .filter(|cm| cm.owner_references().iter().any(|o| o.uid == uid))
-        .filter_map(OwnedConfigMap::from_configmap)
+        .filter_map(|cm| OwnedConfigMap::from_metadata(&cm.metadata))
         .map(|cm| (cm.node.clone(), cm))
         .collect();
-    Cached {
-        configs: ctx.stores.configs.state(),
-        nodes: ctx.stores.nodes.state(),
+    Snapshot {
+        config,
+        // The cache may lag behind the object being reconciled; use the object itself.
+        all_configs: std::iter::once(config)
+            .chain(
+                cached
+                    .configs
+                    .iter()
+                    .filter_map(|c| c.0.as_ref().ok())
+                    .filter(|c| c.metadata.uid != config.metadata.uid),
+            )
+            .collect(),
+        nodes: cached.nodes.iter().map(|n| n.as_ref()).collect(),
         nads: ctx
             .stores
             .nads
@@ -149,36 +157,23 @@ fn cached(config: &MultusConfig, ctx: &Context) -> Cached {
             .map(|ns| (ns.name_any(), ns.labels().clone()))
             .collect(),
         owned,
-    }
-}
-
-fn snapshot<'a>(config: &'a MultusConfig, cached: &'a Cached) -> Snapshot<'a> {
-    Snapshot {
-        config,
-        // The cache may lag behind the object being reconciled; use the object itself.
-        all_configs: std::iter::once(config)
-            .chain(
-                cached
-                    .configs
-                    .iter()
-                    .filter_map(|c| c.0.as_ref().ok())
-                    .filter(|c| c.metadata.uid != config.metadata.uid),
-            )
-            .collect(),
-        nodes: cached.nodes.iter().map(|n| n.as_ref()).collect(),
-        nads: cached.nads.clone(),
-        namespaces: cached.namespaces.clone(),
-        owned: cached.owned.clone(),
         old_status: config.status.as_ref(),
         now: Time(k8s_openapi::jiff::Timestamp::now()),
     }
 }
 
+fn cached(ctx: &Context) -> Cached {
+    Cached {
+        configs: ctx.stores.configs.state(),
+        nodes: ctx.stores.nodes.state(),
+    }
+}
+
 async fn apply_config(config: &MultusConfig, ctx: &Context) -> Result<Action, ReconcileError> {
-    let cached = cached(config, ctx);
-    let snap = snapshot(config, &cached);
+    let cached = cached(ctx);
+    let snap = snapshot(config, ctx, &cached);
     let decisions = desired::decide(&snap, &ctx.settings.defaults, ctx.settings.cleanup_timeout);
-    writes::write_bundles(ctx, config, &decisions.write).await?;
+    write_bundles(ctx, config, &snap, &decisions).await?;
     writes::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
     writes::delete_configmaps(ctx, &decisions.delete).await?;
     writes::publish_given_up(ctx, config, &decisions.given_up).await;
@@ -198,9 +193,44 @@ async fn apply_config(config: &MultusConfig, ctx: &Context) -> Result<Action, Re
     })
 }
 
+/// Bundle writes in flight at once: a rollout to many nodes is bound by the API server's
+/// round trips (each write waits for etcd), not by this process.
+const PARALLEL_WRITES: usize = 16;
+
+/// Renders and stores the bundles decided on, a few nodes at a time, so that only those
+/// bundles are in memory however many nodes a rollout reaches.
+async fn write_bundles(
+    ctx: &Context,
+    config: &MultusConfig,
+    snap: &Snapshot<'_>,
+    decisions: &desired::Decisions,
+) -> Result<(), ReconcileError> {
+    let by_name: BTreeMap<&str, &Node> = snap
+        .nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref().map(|name| (name, *n)))
+        .collect();
+    stream::iter(
+        decisions
+            .write
+            .iter()
+            .filter_map(|name| by_name.get(name.as_str())),
+    )
+    .map(Ok)
+    .try_for_each_concurrent(PARALLEL_WRITES, |node| async move {
+        match decisions.bundle(node) {
+            Some(Ok(bundle)) => writes::write_bundle(ctx, config, &bundle).await,
+            // Rendering is pure: what rendered while deciding renders again.
+            Some(Err(e)) => Err(ReconcileError::Serialize(e.to_string())),
+            None => Ok(()),
+        }
+    })
+    .await
+}
+
 async fn cleanup_config(config: &MultusConfig, ctx: &Context) -> Result<Action, ReconcileError> {
-    let cached = cached(config, ctx);
-    let snap = snapshot(config, &cached);
+    let cached = cached(ctx);
+    let snap = snapshot(config, ctx, &cached);
     let (decisions, pending) = desired::decide_cleanup(&snap, ctx.settings.cleanup_timeout);
     writes::mark_removal(ctx, config, &decisions.mark_removal, &snap.owned, &snap.now).await?;
     let status = status::compute(&decisions.findings, snap.old_status, &snap.now);

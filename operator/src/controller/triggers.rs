@@ -66,6 +66,14 @@ pub fn node_from_metadata(event: watcher::Event<PartialObjectMeta<Node>>) -> wat
     }
 }
 
+/// An object of a metadata-only watch as the controller keeps it: without managed fields,
+/// which server-side apply makes as long as the list of keys it wrote.
+pub fn without_managed_fields<K>(
+    event: watcher::Event<PartialObjectMeta<K>>,
+) -> watcher::Event<PartialObjectMeta<K>> {
+    event.modify(|partial| partial.metadata.managed_fields = None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,17 +64,11 @@ pub async fn report(ctx: &Context) {
         undecodable("MultusConfig", &ctx.stores.configs),
         undecodable("NetworkAttachmentDefinition", &ctx.stores.nads),
         undecodable("Namespace", &ctx.stores.namespaces),
-        undecodable("ConfigMap", &ctx.stores.configmaps),
     ]
     .into_iter()
     .flatten()
     .collect();
-    for kind in [
-        "MultusConfig",
-        "NetworkAttachmentDefinition",
-        "Namespace",
-        "ConfigMap",
-    ] {
+    for kind in ["MultusConfig", "NetworkAttachmentDefinition", "Namespace"] {
         let count = found.iter().filter(|f| f.kind == kind).count();
         ctx.metrics
             .undecodable(kind)

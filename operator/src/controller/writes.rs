@@ -9,8 +9,8 @@ use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
 use multus_crds::bundle::{
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_ANNOTATION, NodeBundle, REMOVE_ANNOTATION,
-    REMOVE_REQUESTED_AT_ANNOTATION, node_configmap_name,
+    BUNDLE_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_ANNOTATION, NodeBundle,
+    REMOVE_ANNOTATION, REMOVE_REQUESTED_AT_ANNOTATION, node_configmap_name,
 };
 use multus_crds::status::MultusConfigStatus;
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
@@ -28,30 +28,27 @@ fn configmaps(ctx: &Context) -> Api<ConfigMap> {
     Api::namespaced(ctx.client.clone(), &ctx.settings.namespace)
 }
 
-/// Stores each bundle in its node's ConfigMap, owned by the MultusConfig.
-pub async fn write_bundles(
+/// Stores a bundle in its node's ConfigMap, owned by the MultusConfig.
+pub async fn write_bundle(
     ctx: &Context,
     config: &MultusConfig,
-    bundles: &[NodeBundle],
+    bundle: &NodeBundle,
 ) -> Result<(), ReconcileError> {
-    let owner = owner_ref(config);
-    for bundle in bundles {
-        let mut cm = bundle_configmap(bundle, &ctx.settings.namespace)
-            .map_err(|e| ReconcileError::Serialize(e.to_string()))?;
-        cm.metadata.owner_references = owner.clone().map(|o| vec![o]);
-        let name = cm.name_any();
-        configmaps(ctx)
-            .patch(&name, &apply_params(), &Patch::Apply(&cm))
-            .await
-            .map_err(ReconcileError::kube(format!("apply ConfigMap {name}")))?;
-        ctx.metrics.wrote("configmap");
-        tracing::info!(node = %bundle.manifest.node, configmap = %name, bundle = %bundle.manifest.bundle_hash, "stored bundle");
-    }
+    let mut cm = bundle_configmap(bundle, &ctx.settings.namespace)
+        .map_err(|e| ReconcileError::Serialize(e.to_string()))?;
+    cm.metadata.owner_references = owner_ref(config).map(|o| vec![o]);
+    let name = cm.name_any();
+    configmaps(ctx)
+        .patch(&name, &apply_params(), &Patch::Apply(&cm))
+        .await
+        .map_err(ReconcileError::kube(format!("apply ConfigMap {name}")))?;
+    ctx.metrics.wrote("configmap");
+    tracing::info!(node = %bundle.manifest.node, configmap = %name, bundle = %bundle.manifest.bundle_hash, "stored bundle");
     Ok(())
 }
 
-/// Marks the nodes' ConfigMaps for removal, keeping their content so the agent knows what
-/// it owned.
+/// Marks the nodes' ConfigMaps for removal, keeping their content (read here: the cache
+/// holds metadata only) so the agent knows what it owned.
 pub async fn mark_removal(
     ctx: &Context,
     config: &MultusConfig,
@@ -63,6 +60,25 @@ pub async fn mark_removal(
         let Some(existing) = owned.get(node) else {
             continue;
         };
+        let name = existing.name.clone();
+        let Some(stored) = configmaps(ctx)
+            .get_opt(&name)
+            .await
+            .map_err(ReconcileError::kube(format!("read ConfigMap {name}")))?
+        else {
+            continue;
+        };
+        let mut annotations = BTreeMap::from([
+            (NODE_ANNOTATION.to_string(), node.clone()),
+            (REMOVE_ANNOTATION.to_string(), "true".to_string()),
+            (
+                REMOVE_REQUESTED_AT_ANNOTATION.to_string(),
+                now.0.to_string(),
+            ),
+        ]);
+        if let Some(hash) = &existing.observed.bundle_hash {
+            annotations.insert(BUNDLE_HASH_ANNOTATION.to_string(), hash.clone());
+        }
         let mut cm = ConfigMap::default();
         cm.metadata.name = Some(node_configmap_name(node));
         cm.metadata.namespace = Some(ctx.settings.namespace.clone());
@@ -70,17 +86,9 @@ pub async fn mark_removal(
             MANAGED_BY_LABEL.to_string(),
             MANAGED_BY_VALUE.to_string(),
         )]));
-        cm.metadata.annotations = Some(BTreeMap::from([
-            (NODE_ANNOTATION.to_string(), node.clone()),
-            (REMOVE_ANNOTATION.to_string(), "true".to_string()),
-            (
-                REMOVE_REQUESTED_AT_ANNOTATION.to_string(),
-                now.0.to_string(),
-            ),
-        ]));
+        cm.metadata.annotations = Some(annotations);
         cm.metadata.owner_references = owner_ref(config).map(|o| vec![o]);
-        cm.data = Some(existing.data.clone());
-        let name = existing.name.clone();
+        cm.data = stored.data;
         configmaps(ctx)
             .patch(&name, &apply_params(), &Patch::Apply(&cm))
             .await

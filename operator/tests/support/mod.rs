@@ -1,5 +1,6 @@
 //! What the operator's pure-step tests share: the smallest MultusConfig that accepts every
-//! NAD (an automatic primary, attachments from every namespace).
+//! NAD (an automatic primary, attachments from every namespace). `nads.rs` beside it builds
+//! test NADs; a test that needs them includes it by path.
 
 use multus_crds::MultusConfig;
 use serde_json::json;
