@@ -16,16 +16,16 @@ use std::time::{Duration, Instant};
 
 use multus_crds::bundle::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, node_configmap_name};
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
+use multus_e2e::audit::{AuditLog, describe_writes};
 use multus_e2e::bench::{machine, row};
+use multus_e2e::bench_cluster::BenchCluster;
 use multus_e2e::binaries_local::workspace_release_bin;
-use multus_e2e::scale::audit::{AuditLog, describe_writes};
+use multus_e2e::fixtures;
+use multus_e2e::operator_process::{OperatorProcess, Options, POLL};
 use multus_e2e::scale::shapes::{
     UPLINK, bundle_bytes_with_all_as_files, multus_config, nad, nad_object, node_name,
 };
-use multus_e2e::scale::{
-    ConfigMapVersions, OperatorProcess, POLL, bounded, changed, env_size, until,
-};
-use multus_e2e::{ControlPlane, fixtures};
+use multus_e2e::scale::{ConfigMapVersions, bounded, changed, env_size, until};
 
 const NS: &str = "bench";
 const PARALLEL: usize = 32;
@@ -78,20 +78,21 @@ async fn main() {
         None,
     );
 
-    let cp = tokio::task::spawn_blocking(ControlPlane::start_with_audit)
-        .await
-        .expect("join")
-        .expect("control plane");
-    let client = cp.client().await.expect("client");
-    fixtures::namespace(&client, NS).await.expect("namespace");
-    let identities = multus_e2e::identities::Identities::apply(&cp, NS, "thin")
-        .await
-        .expect("identities");
+    let cluster = BenchCluster::start(NS).await.expect("control plane");
+    let (cp, client, identities) = (&cluster.cp, &cluster.admin, &cluster.identities);
     let kubeconfig = identities
-        .operator_kubeconfig(&cp)
+        .operator_kubeconfig(cp)
         .await
         .expect("kubeconfig");
-    let operator_client = identities.operator_client(&cp).await.expect("client");
+    // Its log on this process's stderr; no agent runs here to mint tokens for the Multus
+    // account, so that stays the binary's default.
+    let launch = Options {
+        kubeconfig: &kubeconfig,
+        namespace: NS,
+        multus_account: None,
+        log: None,
+    };
+    let operator_client = identities.operator_client(cp).await.expect("client");
     let user = fixtures::whoami(&operator_client)
         .await
         .expect("whoami")
@@ -100,7 +101,7 @@ async fn main() {
 
     // Setup, timed so a reader knows what a run costs.
     for k in 0..namespaces {
-        fixtures::namespace(&client, &format!("scale-nads-{k}"))
+        fixtures::namespace(client, &format!("scale-nads-{k}"))
             .await
             .expect("NAD namespace");
     }
@@ -157,8 +158,8 @@ async fn main() {
         NS,
         &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"),
     );
-    let audit_path = cp.dir.join("audit.log");
-    let op = OperatorProcess::start(&kubeconfig, NS).expect("operator");
+    let audit_path = cluster.audit_log();
+    let op = OperatorProcess::start(&launch).await.expect("operator");
     until("the operator to be ready", LONG, POLL, || async {
         op.ready().await.then_some(())
     })
@@ -324,7 +325,7 @@ async fn main() {
 
     // Full resync: a new operator finds everything in place.
     let mut audit = AuditLog::from_end(&audit_path);
-    let op = OperatorProcess::start(&kubeconfig, NS).expect("operator");
+    let op = OperatorProcess::start(&launch).await.expect("operator");
     let ready = until("the restarted operator to be ready", LONG, POLL, || async {
         op.ready().await.then(|| op.started.elapsed())
     })
@@ -373,5 +374,5 @@ async fn main() {
     );
     println!("whole run: {:.1} s", run.elapsed().as_secs_f64());
     drop(versions);
-    drop(identities);
+    cluster.stop().await;
 }

@@ -1,7 +1,6 @@
 //! [`AgentNode`]: one simulated node served by our operator and agent, in thin or thick
 //! mode, with real CNI calls for pods on it (see [`crate::podnet`]).
 
-use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -10,6 +9,7 @@ use std::process::Output;
 use crate::E2eError;
 use crate::binaries::bin_dir;
 use crate::error::io;
+use crate::pod_node::PodNode;
 use crate::podnet::{PodHost, PodRef, cni_file};
 
 /// One simulated node served by our operator and agent with the chart's identities: the
@@ -18,12 +18,10 @@ use crate::podnet::{PodHost, PodRef, cni_file};
 /// [`PodHost`]), where the `multus` binary reads them. In thick mode the daemon sees the host
 /// paths as they are (`daemonPathPrefix` empty, plugins chrooted into `/`) and its socket
 /// is in the host's `run/multus`.
-pub struct AgentNode {
-    /// Admin, to set the scenario up and check results.
-    pub client: Client,
-    pub ns: String,
-    pub node: String,
-    pub host: PodHost,
+pub type AgentNode = PodNode<OurParts>;
+
+/// What only a node of ours holds.
+pub struct OurParts {
     pub identities: crate::identities::Identities,
     /// `thin` or `thick`.
     pub mode: &'static str,
@@ -52,17 +50,14 @@ impl AgentNode {
         let identities = crate::identities::Identities::apply(cp, &ns, mode).await?;
         let mut host = PodHost::new(&ns)?;
         host.write_primary("198.18.0.0/24")?;
-        Ok(AgentNode {
-            client,
-            ns,
-            node,
-            host,
+        let ours = OurParts {
             identities,
             mode,
             operator: None,
             agent: None,
             agent_logs: tempfile::tempdir().map_err(io("log directory"))?,
-        })
+        };
+        Ok(PodNode::from_parts(client, ns, node, host, ours))
     }
 
     /// Creates (server-side applies) a NAD in the test's namespace.
@@ -198,13 +193,23 @@ impl AgentNode {
 
     /// Runs `multus-shim` for `pod` with the agent's config (thick mode).
     pub async fn shim(&self, command: &'static str, pod: &PodRef) -> Result<Output, E2eError> {
-        cni_file(
-            crate::binaries::bin("multus-shim")?,
-            command,
-            self.multus_config(),
-            pod,
-        )
-        .await
+        self.plugin("multus-shim", command, pod).await
+    }
+
+    /// Runs the thin `multus` binary for `pod` with the agent's config.
+    pub async fn multus(&self, command: &'static str, pod: &PodRef) -> Result<Output, E2eError> {
+        self.plugin("multus", command, pod).await
+    }
+
+    /// Runs the upstream binary `name` for `pod` with the agent's config.
+    async fn plugin(
+        &self,
+        name: &str,
+        command: &'static str,
+        pod: &PodRef,
+    ) -> Result<Output, E2eError> {
+        let binary = crate::binaries::bin(name)?;
+        cni_file(binary, command, self.multus_config(), pod).await
     }
 
     /// ADD, CHECK or DEL through this node's mode: the thin plugin, or the shim.
@@ -214,30 +219,6 @@ impl AgentNode {
         } else {
             self.multus(command, pod).await
         }
-    }
-
-    /// A pod on this node asking for `networks`, with its network namespace.
-    pub async fn pod(&mut self, name: &str, networks: &str) -> Result<PodRef, E2eError> {
-        PodRef::create(
-            &self.client,
-            &mut self.host,
-            &self.ns,
-            name,
-            &self.node,
-            networks,
-        )
-        .await
-    }
-
-    /// Runs the thin `multus` binary for `pod` with the agent's config.
-    pub async fn multus(&self, command: &'static str, pod: &PodRef) -> Result<Output, E2eError> {
-        cni_file(
-            crate::binaries::bin("multus")?,
-            command,
-            self.multus_config(),
-            pod,
-        )
-        .await
     }
 
     /// Stops the agent (files stay) and the operator.

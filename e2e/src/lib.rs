@@ -13,7 +13,9 @@
 
 pub mod agent;
 pub mod agent_node;
+pub mod audit;
 pub mod bench;
+pub mod bench_cluster;
 pub mod binaries;
 pub mod binaries_local;
 pub mod chart;
@@ -28,7 +30,9 @@ pub mod identities;
 pub mod node;
 pub mod oci;
 pub mod operator;
+pub mod operator_process;
 pub mod pki;
+pub mod pod_node;
 pub mod podnet;
 pub mod process;
 pub mod replica;

@@ -1,10 +1,8 @@
 //! What the operator scale benchmark (`e2e/benches/operator_scale.rs`) runs on: sizes from
-//! the environment, objects created with bounded parallelism, the bundle ConfigMaps followed
-//! by their metadata, and the operator as a release process with its counters. The
-//! scenario's objects are in [`shapes`], the operator's writes counted from the audit log in
-//! [`audit`].
+//! the environment, objects created with bounded parallelism, and the bundle ConfigMaps
+//! followed by their metadata. The scenario's objects are in [`shapes`]; the operator runs
+//! as [`crate::operator_process::OperatorProcess`], its writes counted by [`crate::audit`].
 
-pub mod audit;
 pub mod shapes;
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -15,13 +13,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::binaries_local::workspace_release_bin;
-use crate::process::status_kib;
-use crate::{E2eError, http};
+use crate::E2eError;
 
 /// A size from the environment variable `name`, or `default` when unset or not a number.
 pub fn env_size(name: &str, default: usize) -> usize {
@@ -140,130 +134,3 @@ pub fn changed(before: &BTreeMap<String, String>, now: &BTreeMap<String, String>
         .filter(|(name, version)| before.get(*name) != Some(*version))
         .count()
 }
-
-/// The operator's release binary running as a process with a given kubeconfig, its admin
-/// endpoints on a free loopback port. Killed on drop.
-pub struct OperatorProcess {
-    child: tokio::process::Child,
-    pub pid: u32,
-    pub addr: String,
-    pub started: Instant,
-}
-
-/// What the operator's metrics say about its reconciles and writes.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Progress {
-    pub started: f64,
-    pub succeeded: f64,
-    pub failed: f64,
-    pub writes: f64,
-    /// Seconds spent in reconciles, summed.
-    pub busy: f64,
-}
-
-impl Progress {
-    /// No reconcile running (every one started has finished, well or not).
-    pub fn idle(&self) -> bool {
-        self.started == self.succeeded + self.failed
-    }
-}
-
-impl OperatorProcess {
-    /// Starts `multus-operator run` for `namespace`.
-    pub fn start(kubeconfig: &Path, namespace: &str) -> Result<OperatorProcess, E2eError> {
-        let binary = workspace_release_bin("multus-operator")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| E2eError::Io(format!("free port: {e}")))?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let started = Instant::now();
-        let child = tokio::process::Command::new(binary)
-            .args(["run", "--namespace", namespace, "--metrics-bind-address"])
-            .arg(&addr)
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| E2eError::Io(format!("start the operator: {e}")))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| E2eError::Io("the operator exited at once".into()))?;
-        Ok(OperatorProcess {
-            child,
-            pid,
-            addr,
-            started,
-        })
-    }
-
-    /// Whether `/readyz` answers 200.
-    pub async fn ready(&self) -> bool {
-        matches!(http::get(&self.addr, "/readyz").await, Ok((200, _)))
-    }
-
-    /// Its reconcile and write counters; `None` while `/metrics` does not answer.
-    pub async fn progress(&self) -> Option<Progress> {
-        let (code, text) = http::get(&self.addr, "/metrics").await.ok()?;
-        (code == 200).then(|| {
-            let m = |name| http::metric(&text, name).unwrap_or(0.0);
-            Progress {
-                started: m("multus_operator_reconciles_total"),
-                succeeded: m("multus_operator_reconciles_succeeded_total"),
-                failed: m("multus_operator_reconcile_failures_total"),
-                writes: m("multus_operator_api_writes_total"),
-                busy: m("multus_operator_reconcile_duration_seconds_sum"),
-            }
-        })
-    }
-
-    /// Waits until no reconcile has started for `quiet` and none is running; returns the
-    /// counters then and when the last reconcile finished (as seen by polling).
-    pub async fn settle(
-        &self,
-        quiet: Duration,
-        timeout: Duration,
-    ) -> Result<(Progress, Instant), E2eError> {
-        let deadline = Instant::now() + timeout;
-        let mut last: Option<(Progress, Instant)> = None;
-        loop {
-            if let Some(now) = self.progress().await {
-                let changed_at = match last {
-                    Some((p, at)) if p == now => at,
-                    _ => Instant::now(),
-                };
-                last = Some((now, changed_at));
-                if now.idle() && changed_at.elapsed() >= quiet {
-                    return Ok((now, changed_at));
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(E2eError::Io(format!(
-                    "timed out waiting for the operator to settle ({timeout:?})"
-                )));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Peak resident memory so far (`VmHWM`), in MiB.
-    pub fn peak_rss_mib(&self) -> f64 {
-        status_kib(self.pid, "VmHWM:") as f64 / 1024.0
-    }
-
-    /// Resident memory now (`VmRSS`), in MiB.
-    pub fn rss_mib(&self) -> f64 {
-        status_kib(self.pid, "VmRSS:") as f64 / 1024.0
-    }
-
-    /// Kills the process and waits for it.
-    pub async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-}
-
-/// How often the benchmark polls the operator's endpoints.
-pub const POLL: Duration = Duration::from_millis(100);

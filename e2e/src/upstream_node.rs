@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::error::io;
 use crate::fixtures::{self, BoundTo};
+use crate::pod_node::PodNode;
 use crate::podnet::{PodHost, PodRef, cni_file};
 use crate::thick::{Daemon, Launch};
 use crate::upstream::{Entrypoint, InCluster, release_bin, thin_entrypoint_of};
@@ -35,16 +36,15 @@ const UPSTREAM_RULES: &str = r#"
 "#;
 
 /// One upstream-prepared node.
-pub struct UpstreamNode {
-    pub ns: String,
-    pub node: String,
-    pub host: PodHost,
+pub type UpstreamNode = PodNode<UpstreamParts>;
+
+/// What only an upstream-prepared node holds; its ClusterRole is deleted when it drops.
+pub struct UpstreamParts {
     /// Pod files, logs and the daemon config of the upstream components.
     pub work: tempfile::TempDir,
     /// Lifetime of the tokens its pods hold (kubelet's projected token: 3607 s by
     /// default, 600 s at least).
     pub token_seconds: i64,
-    client: kube::Client,
     admin_kubeconfig: PathBuf,
     role: String,
 }
@@ -94,16 +94,19 @@ impl UpstreamNode {
             primary.to_string(),
         )
         .map_err(io("primary config"))?;
-        Ok(UpstreamNode {
-            ns: ns.to_string(),
-            node,
-            host,
+        let upstream = UpstreamParts {
             work: tempfile::tempdir().map_err(io("work directory"))?,
             token_seconds: 3607,
-            client,
             admin_kubeconfig: cp.kubeconfig.clone(),
             role,
-        })
+        };
+        Ok(PodNode::from_parts(
+            client,
+            ns.to_string(),
+            node,
+            host,
+            upstream,
+        ))
     }
 
     /// `<root>/<relative>`.
@@ -237,19 +240,6 @@ impl UpstreamNode {
         Ok(daemon)
     }
 
-    /// A pod on this node asking for `networks`, with its network namespace.
-    pub async fn pod(&mut self, name: &str, networks: &str) -> Result<PodRef, E2eError> {
-        PodRef::create(
-            &self.client,
-            &mut self.host,
-            &self.ns,
-            name,
-            &self.node,
-            networks,
-        )
-        .await
-    }
-
     /// Runs `plugin` (a host path, e.g. the `multus` the entrypoint installed) for `pod`
     /// with the config `conf` (relative to the host root).
     pub async fn cni(
@@ -269,7 +259,7 @@ impl UpstreamNode {
     }
 }
 
-impl Drop for UpstreamNode {
+impl Drop for UpstreamParts {
     fn drop(&mut self) {
         let Ok(kubectl) = crate::binaries::bin("kubectl") else {
             return;

@@ -22,6 +22,12 @@ use multus_e2e::{ControlPlane, fixtures};
 
 const WAIT: Duration = Duration::from_secs(60);
 const POOL: &str = "e2e.multus.dev/pool";
+/// The Multus config the agent writes, as a host path.
+const MULTUS_CONF: &str = "/etc/cni/net.d/00-multus.conf";
+/// The kubeconfig the agent writes for Multus, as a host path.
+const MULTUS_KUBECONFIG: &str = "/etc/cni/net.d/multus.d/multus.kubeconfig";
+/// A state file the agent must refuse.
+const STATE_IN_CNI_DIR: &str = "/etc/cni/net.d/owned-files.json";
 
 /// A test's corner of the cluster with the operator running and its agents' identities.
 struct Env {
@@ -29,6 +35,8 @@ struct Env {
     /// Each node's agent kubeconfig (its DaemonSet pod's token), minted once.
     agent_kubeconfigs: std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>>,
     operator: Option<RunningOperator>,
+    /// Logs of agents that must not write them under their host root.
+    logs: tempfile::TempDir,
 }
 
 impl std::ops::Deref for Env {
@@ -51,6 +59,7 @@ impl Env {
             base,
             agent_kubeconfigs: Default::default(),
             operator: Some(operator),
+            logs: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -81,17 +90,13 @@ impl Env {
             .unwrap()
     }
 
-    /// Starts `node`'s agent with a state file and its log elsewhere.
-    async fn agent_with_state(
-        &self,
-        node: &str,
-        root: &Path,
-        state_file: &str,
-        log_dir: &Path,
-    ) -> RunningAgent {
+    /// Starts `node`'s agent with its state file inside a CNI directory, where libcni would
+    /// load that `*.json` as a network config (the agent must refuse it), and its log
+    /// outside the host root.
+    async fn agent_with_state_in_cni_dir(&self, node: &str, root: &Path) -> RunningAgent {
         let options = Launch {
-            state_file: Some(state_file.to_string()),
-            log_dir: Some(log_dir.to_path_buf()),
+            state_file: Some(STATE_IN_CNI_DIR.to_string()),
+            log_dir: Some(self.logs.path().to_path_buf()),
             ..Launch::default()
         };
         RunningAgent::launch(
@@ -119,6 +124,19 @@ impl Env {
         let env = Env::new(prefix).await;
         let node = env.node("n1").await;
         (env, node, host_root(primary).unwrap())
+    }
+
+    /// Like [`Self::with_node`], the node selected by the MultusConfig `prefix` with `spec`
+    /// and its agent started.
+    async fn with_agent(
+        prefix: &str,
+        primary: bool,
+        spec: Value,
+    ) -> (Env, String, tempfile::TempDir, RunningAgent) {
+        let (env, node, root) = Env::with_node(prefix, primary).await;
+        env.config(prefix, &node, spec).await;
+        let agent = env.agent(&node, root.path()).await;
+        (env, node, root, agent)
     }
 
     async fn config(&self, name: &str, node: &str, spec: Value) {
@@ -173,15 +191,58 @@ impl Env {
         .await
     }
 
+    /// Waits until the agent reports `state`; asserts that the error it reports with it
+    /// says each of `says`.
+    async fn wait_error(&self, node: &str, state: &str, says: &[&str]) {
+        let cm = self.wait_state(node, state).await;
+        let message = &cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR];
+        assert!(says.iter().all(|s| message.contains(s)), "{message}");
+    }
+
     async fn stop(mut self) {
         if let Some(op) = self.operator.take() {
             op.stop().await;
         }
     }
+
+    /// Stops `agents`, whatever their exit status, then the operator.
+    async fn stop_with(self, agents: impl IntoIterator<Item = RunningAgent>) {
+        for agent in agents {
+            agent.terminate().await;
+        }
+        self.stop().await;
+    }
+
+    /// Stops `agent`, which must exit cleanly on SIGTERM, then the operator.
+    async fn finish(self, agent: RunningAgent) {
+        assert!(agent.terminate().await.is_some_and(|s| s.success()));
+        self.stop().await;
+    }
+}
+
+/// The spec of a MultusConfig that takes the primary CNI config it finds.
+fn auto_primary() -> Value {
+    json!({ "primary": { "auto": {} } })
+}
+
+/// Where `host_path` is under the host root `root`.
+fn on_host(root: &Path, host_path: &str) -> PathBuf {
+    root.join(host_path.trim_start_matches('/'))
 }
 
 fn read(root: &Path, host_path: &str) -> Option<String> {
-    std::fs::read_to_string(root.join(host_path.trim_start_matches('/'))).ok()
+    std::fs::read_to_string(on_host(root, host_path)).ok()
+}
+
+/// Waits until the host file `host_path` exists and `holds`; panics naming `what`.
+async fn until_file(what: &str, root: &Path, host_path: &str, holds: impl Fn(&str) -> bool) {
+    eventually(what, WAIT, || async {
+        match read(root, host_path) {
+            Some(text) if holds(&text) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
 }
 
 fn bundle_of(cm: &ConfigMap) -> NodeBundle {
@@ -230,8 +291,7 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
     let (env, node, root) = Env::with_node("exact", true).await;
     env.nad("backplane", BRIDGE).await;
     let agent = env.agent(&node, root.path()).await;
-    env.config("exact", &node, json!({ "primary": { "auto": {} } }))
-        .await;
+    env.config("exact", &node, auto_primary()).await;
 
     let cm = env.wait_state(&node, "Applied").await;
     let bundle = bundle_of(&cm);
@@ -246,7 +306,7 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
         "no token in annotations"
     );
 
-    let multus = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
+    let multus = read(root.path(), MULTUS_CONF).unwrap();
     assert_eq!(
         multus,
         expected_multus_config(&bundle, "10-calico.conflist", CALICO)
@@ -256,18 +316,14 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
         read(root.path(), &attachment).unwrap(),
         bundle.data[&format!("{}-backplane.conf", env.ns)]
     );
-    for path in [
-        "/etc/cni/net.d/00-multus.conf",
-        attachment.as_str(),
-        "/etc/cni/net.d/multus.d/multus.kubeconfig",
-    ] {
-        let mode = std::fs::metadata(root.path().join(path.trim_start_matches('/')))
+    for path in [MULTUS_CONF, attachment.as_str(), MULTUS_KUBECONFIG] {
+        let mode = std::fs::metadata(on_host(root.path(), path))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{path}");
     }
-    let kubeconfig = read(root.path(), "/etc/cni/net.d/multus.d/multus.kubeconfig").unwrap();
+    let kubeconfig = read(root.path(), MULTUS_KUBECONFIG).unwrap();
     assert_eq!(
         token_user(env.cp, &kubeconfig).await,
         format!("system:serviceaccount:{}:multus", env.ns)
@@ -284,17 +340,13 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
             .await
             .contains("multus_node_agent_token_expiry_timestamp_seconds")
     );
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    env.stop().await;
+    env.finish(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselves() {
     let _slot = multus_e2e::test_slot!();
-    let (env, node, root) = Env::with_node("restarts", true).await;
-    env.config("restarts", &node, json!({ "primary": { "auto": {} } }))
-        .await;
-    let first = env.agent(&node, root.path()).await;
+    let (env, node, root, first) = Env::with_agent("restarts", true, auto_primary()).await;
     env.wait_state(&node, "Applied").await;
     first.wait_ready("agent ready", WAIT).await;
     assert!(first.terminate().await.is_some_and(|s| s.success()));
@@ -351,10 +403,10 @@ async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselv
 
 /// Replaces a host file in one step (write elsewhere, rename), as an editor or installer
 /// would, so that the agent sees exactly one change.
-fn replace_file(root: &std::path::Path, relative: &str, text: &str) {
+fn replace_file(root: &Path, host_path: &str, text: &str) {
     let staged = root.join("staged-edit");
     std::fs::write(&staged, text).unwrap();
-    std::fs::rename(&staged, root.join(relative)).unwrap();
+    std::fs::rename(&staged, on_host(root, host_path)).unwrap();
 }
 
 async fn drift_repairs(agent: &RunningAgent) -> f64 {
@@ -373,36 +425,20 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
         "{}",
     )
     .unwrap();
-    env.config("waiting", &node, json!({ "primary": { "auto": {} } }))
-        .await;
+    env.config("waiting", &node, auto_primary()).await;
     let agent = env.agent(&node, root.path()).await;
-    let cm = env.wait_state(&node, "WaitingForPrimary").await;
-    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
-    assert!(
-        message.contains("waiting for a primary CNI config in /etc/cni/net.d"),
-        "{message}"
-    );
-    assert!(read(root.path(), "/etc/cni/net.d/00-multus.conf").is_none());
+    let says = ["waiting for a primary CNI config in /etc/cni/net.d"];
+    env.wait_error(&node, "WaitingForPrimary", &says).await;
+    assert!(read(root.path(), MULTUS_CONF).is_none());
     assert!(!agent.is_ready().await);
 
     // The primary appears: the config follows within a second (inotify).
     let written = Instant::now();
     std::fs::write(root.path().join("etc/cni/net.d/10-calico.conflist"), CALICO).unwrap();
-    let deadline = written + Duration::from_secs(1);
-    loop {
-        if read(root.path(), "/etc/cni/net.d/00-multus.conf").is_some() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no config within 1 s of the primary appearing"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    eprintln!(
-        "config written {:?} after the primary appeared",
-        written.elapsed()
-    );
+    within_a_second("config after the primary appeared", written, || {
+        read(root.path(), MULTUS_CONF).is_some()
+    })
+    .await;
 
     // An edited primary is re-rendered; that is a new desired content, not a repair.
     replace_file(
@@ -410,23 +446,15 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
         "etc/cni/net.d/10-calico.conflist",
         &CALICO.replace("k8s-pod-network", "k8s-pod-network-v2"),
     );
-    eventually("re-rendered primary", WAIT, || async {
-        match read(root.path(), "/etc/cni/net.d/00-multus.conf") {
-            Some(t) if t.contains("k8s-pod-network-v2") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
+    until_file("re-rendered primary", root.path(), MULTUS_CONF, |t| {
+        t.contains("k8s-pod-network-v2")
     })
     .await;
     assert_eq!(drift_repairs(&agent).await, 0.0);
 
     // An owned file edited or deleted by hand is restored, and each repair is counted.
-    let good = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
-    let restored = || async {
-        match read(root.path(), "/etc/cni/net.d/00-multus.conf") {
-            Some(t) if t == good => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    };
+    let good = read(root.path(), MULTUS_CONF).unwrap();
+    let restored = |what| until_file(what, root.path(), MULTUS_CONF, |t| t == good);
     let repairs_reach = |n: f64| {
         let agent = &agent;
         move || async move {
@@ -436,11 +464,11 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
             }
         }
     };
-    replace_file(root.path(), "etc/cni/net.d/00-multus.conf", "{}");
-    eventually("edited config restored", WAIT, restored).await;
+    replace_file(root.path(), MULTUS_CONF, "{}");
+    restored("edited config restored").await;
     eventually("one repair counted", WAIT, repairs_reach(1.0)).await;
-    std::fs::remove_file(root.path().join("etc/cni/net.d/00-multus.conf")).unwrap();
-    eventually("deleted config restored", WAIT, restored).await;
+    std::fs::remove_file(on_host(root.path(), MULTUS_CONF)).unwrap();
+    restored("deleted config restored").await;
     eventually("two repairs counted", WAIT, repairs_reach(2.0)).await;
 
     // The primary goes away: now the directory holds only our own files. The agent waits
@@ -451,12 +479,10 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
         cm.metadata.annotations.unwrap_or_default()[feedback::PRIMARY],
         ""
     );
-    let kept: Value =
-        serde_json::from_str(&read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap()).unwrap();
+    let kept: Value = serde_json::from_str(&read(root.path(), MULTUS_CONF).unwrap()).unwrap();
     assert_eq!(kept["delegates"].as_array().map(Vec::len), Some(1));
     assert_eq!(kept["delegates"][0]["name"], "k8s-pod-network-v2");
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    env.stop().await;
+    env.finish(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,16 +520,14 @@ async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() 
     }
     for (mode, source, node, root, _) in &running {
         env.wait_state(node, "Applied").await;
-        let kubeconfig = read(root.path(), "/etc/cni/net.d/multus.d/multus.kubeconfig")
+        let kubeconfig = read(root.path(), MULTUS_KUBECONFIG)
             .unwrap_or_else(|| panic!("{mode}/{source}: no kubeconfig"));
         assert_eq!(
             token_user(env.cp, &kubeconfig).await,
             format!("system:serviceaccount:{}:multus", env.ns),
             "{mode}/{source}"
         );
-        let multus: Value =
-            serde_json::from_str(&read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap())
-                .unwrap();
+        let multus: Value = serde_json::from_str(&read(root.path(), MULTUS_CONF).unwrap()).unwrap();
         let expected_type = if *mode == "thin" {
             "multus"
         } else {
@@ -517,10 +541,8 @@ async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() 
             );
         }
     }
-    for (_, _, _, _, agent) in running {
-        agent.terminate().await;
-    }
-    env.stop().await;
+    env.stop_with(running.into_iter().map(|(.., agent)| agent))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,8 +559,7 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
     .unwrap();
     std::fs::create_dir_all(root.path().join("etc/cni/net.d/multus.d")).unwrap();
     std::fs::write(root.path().join("etc/cni/net.d/multus.d/notes.txt"), "keep").unwrap();
-    env.config("unselect", &node, json!({ "primary": { "auto": {} } }))
-        .await;
+    env.config("unselect", &node, auto_primary()).await;
 
     let agent = env.agent(&node, root.path()).await;
     env.wait_state(&node, "Applied").await;
@@ -624,32 +645,17 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
     )
     .unwrap();
     assert_eq!(state["files"], json!([]));
-    agent.terminate().await;
-    env.stop().await;
+    env.stop_with([agent]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written() {
     let _slot = multus_e2e::test_slot!();
     let (env, node, root) = Env::with_node("statefile", true).await;
-    env.config("statefile", &node, json!({ "primary": { "auto": {} } }))
-        .await;
-    let logs = tempfile::tempdir().unwrap();
-    // libcni would load this *.json as a network config.
-    let agent = env
-        .agent_with_state(
-            &node,
-            root.path(),
-            "/etc/cni/net.d/owned-files.json",
-            logs.path(),
-        )
-        .await;
-    let cm = env.wait_state(&node, "Failed").await;
-    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
-    assert!(
-        message.contains("the state file /etc/cni/net.d/owned-files.json is inside"),
-        "{message}"
-    );
+    env.config("statefile", &node, auto_primary()).await;
+    let agent = env.agent_with_state_in_cni_dir(&node, root.path()).await;
+    let says = ["the state file /etc/cni/net.d/owned-files.json is inside"];
+    env.wait_error(&node, "Failed", &says).await;
     let files: Vec<String> = std::fs::read_dir(root.path().join("etc/cni/net.d"))
         .unwrap()
         .filter_map(Result::ok)
@@ -657,20 +663,15 @@ async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files, vec!["10-calico.conflist"], "nothing was written");
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    env.stop().await;
+    env.finish(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
     let _slot = multus_e2e::test_slot!();
-    let (env, node, root) = Env::with_node("account", true).await;
-    env.config("account", &node, json!({ "primary": { "auto": {} } }))
-        .await;
-    let agent = env.agent(&node, root.path()).await;
-    let kubeconfig = "/etc/cni/net.d/multus.d/multus.kubeconfig";
+    let (env, node, root, agent) = Env::with_agent("account", true, auto_primary()).await;
     let user_of_file = || async {
-        match read(root.path(), kubeconfig) {
+        match read(root.path(), MULTUS_KUBECONFIG) {
             Some(text) => Ok(token_user(env.cp, &text).await),
             None => Err("no kubeconfig yet".to_string()),
         }
@@ -687,9 +688,7 @@ async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
         .patch("account", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let cm = env.wait_state(&node, "Failed").await;
-    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
-    assert!(message.contains("token"), "{message}");
+    env.wait_error(&node, "Failed", &["token"]).await;
     assert_eq!(user_of_file().await, Ok(first.clone()));
 
     // The cluster operator points the chart at the new account (what `helm upgrade --set
@@ -706,8 +705,7 @@ async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
         }
     })
     .await;
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    env.stop().await;
+    env.finish(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -715,8 +713,7 @@ async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() 
     let _slot = multus_e2e::test_slot!();
     let (mut env, node, root) = Env::with_node("format", true).await;
     env.nad("net", BRIDGE).await;
-    env.config("format", &node, json!({ "primary": { "auto": {} } }))
-        .await;
+    env.config("format", &node, auto_primary()).await;
     let agent = env.agent(&node, root.path()).await;
     env.wait_state(&node, "Applied").await;
     // Stand-in for a newer operator: nothing else writes the ConfigMap meanwhile.
@@ -740,9 +737,8 @@ async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() 
         .await
         .unwrap();
 
-    let cm = env.wait_state(&node, "Failed").await;
-    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
-    assert!(message.contains("upgrade the agent"), "{message}");
+    env.wait_error(&node, "Failed", &["upgrade the agent"])
+        .await;
     // Nothing was removed or rewritten (the state file aside, which is not a host config).
     let after = snapshot(root.path());
     let configs = |s: &std::collections::BTreeMap<String, Vec<u8>>| {
@@ -752,8 +748,7 @@ async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() 
             .collect::<Vec<_>>()
     };
     assert_eq!(configs(&after), configs(&files));
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    env.stop().await;
+    env.finish(agent).await;
 }
 
 /// Polls `done` every 10 ms for at most a second after `since`; panics naming `what`.
@@ -769,47 +764,39 @@ async fn within_a_second(what: &str, since: Instant, done: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_readiness_file_in_a_new_directory_and_a_drift_take_effect_within_a_second() {
     let _slot = multus_e2e::test_slot!();
-    let (env, node, root) = Env::with_node("prompt", true).await;
     // The primary's own plugin says when it is ready, in a directory it creates itself.
-    env.config(
-        "prompt",
-        &node,
-        json!({
-            "primary": { "auto": {} },
-            "multus": { "readinessIndicatorFile": "/run/calico/ready" },
-        }),
-    )
-    .await;
-    let agent = env.agent(&node, root.path()).await;
-    let cm = env.wait_state(&node, "WaitingForPrimary").await;
-    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
-    assert!(message.contains("/run/calico/ready"), "{message}");
+    let spec = json!({
+        "primary": { "auto": {} },
+        "multus": { "readinessIndicatorFile": "/run/calico/ready" },
+    });
+    let (env, node, root, agent) = Env::with_agent("prompt", true, spec).await;
+    env.wait_error(&node, "WaitingForPrimary", &["/run/calico/ready"])
+        .await;
     assert!(!root.path().join("run").exists());
 
     let made = Instant::now();
     std::fs::create_dir_all(root.path().join("run/calico")).unwrap();
     std::fs::write(root.path().join("run/calico/ready"), "").unwrap();
     within_a_second("config after the readiness file appeared", made, || {
-        read(root.path(), "/etc/cni/net.d/00-multus.conf").is_some()
+        read(root.path(), MULTUS_CONF).is_some()
     })
     .await;
 
-    let good = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
+    let good = read(root.path(), MULTUS_CONF).unwrap();
     let edited = Instant::now();
-    replace_file(root.path(), "etc/cni/net.d/00-multus.conf", "{}");
+    replace_file(root.path(), MULTUS_CONF, "{}");
     within_a_second("edited config restored", edited, || {
-        read(root.path(), "/etc/cni/net.d/00-multus.conf").as_deref() == Some(good.as_str())
+        read(root.path(), MULTUS_CONF).as_deref() == Some(good.as_str())
     })
     .await;
     let deleted = Instant::now();
-    std::fs::remove_file(root.path().join("etc/cni/net.d/00-multus.conf")).unwrap();
+    std::fs::remove_file(on_host(root.path(), MULTUS_CONF)).unwrap();
     within_a_second("deleted config restored", deleted, || {
-        read(root.path(), "/etc/cni/net.d/00-multus.conf").as_deref() == Some(good.as_str())
+        read(root.path(), MULTUS_CONF).as_deref() == Some(good.as_str())
     })
     .await;
     assert_eq!(drift_repairs(&agent).await, 2.0);
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    env.stop().await;
+    env.finish(agent).await;
 }
 
 async fn passes(agent: &RunningAgent) -> f64 {
@@ -859,10 +846,7 @@ async fn assert_idle(agent: &RunningAgent, state: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two() {
     let _slot = multus_e2e::test_slot!();
-    let (env, node, root) = Env::with_node("idle", false).await;
-    env.config("idle", &node, json!({ "primary": { "auto": {} } }))
-        .await;
-    let agent = env.agent(&node, root.path()).await;
+    let (env, node, root, agent) = Env::with_agent("idle", false, auto_primary()).await;
 
     // Resting state 1: waiting for the primary. Reading its directories must not wake it.
     env.wait_state(&node, "WaitingForPrimary").await;
@@ -875,14 +859,11 @@ async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two
 
     // One external edit of an owned file: one pass repairs it, and one more sees the
     // repair's own rename and finds nothing to do.
-    let good = read(root.path(), "/etc/cni/net.d/00-multus.conf").unwrap();
+    let good = read(root.path(), MULTUS_CONF).unwrap();
     let before = settled_passes(&agent).await;
-    replace_file(root.path(), "etc/cni/net.d/00-multus.conf", "{}");
-    eventually("edited config restored", WAIT, || async {
-        match read(root.path(), "/etc/cni/net.d/00-multus.conf") {
-            Some(t) if t == good => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
+    replace_file(root.path(), MULTUS_CONF, "{}");
+    until_file("edited config restored", root.path(), MULTUS_CONF, |t| {
+        t == good
     })
     .await;
     let after = settled_passes(&agent).await;
@@ -896,47 +877,30 @@ async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two
     assert!(agent.terminate().await.is_some_and(|s| s.success()));
 
     // Resting state 3: a refused bundle (the state file inside a CNI directory).
-    let logs = tempfile::tempdir().unwrap();
-    let refused = env
-        .agent_with_state(
-            &node,
-            root.path(),
-            "/etc/cni/net.d/owned-files.json",
-            logs.path(),
-        )
-        .await;
+    let refused = env.agent_with_state_in_cni_dir(&node, root.path()).await;
     env.wait_state(&node, "Failed").await;
     assert_idle(&refused, "refusing its bundle").await;
-    assert!(refused.terminate().await.is_some_and(|s| s.success()));
-    env.stop().await;
+    env.finish(refused).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_naming_a_directory_outside_the_allowed_ones_is_refused_and_nothing_is_written() {
     let _slot = multus_e2e::test_slot!();
-    let (env, node, root) = Env::with_node("bounds", true).await;
     // Whoever can write the MultusConfig (or the ConfigMap) must not steer a root agent
     // into other host directories: the agent runs with the default --allowed-dir set.
-    env.config(
-        "bounds",
-        &node,
-        json!({
-            "primary": { "auto": {} },
-            "paths": {
-                "cniConfDir": "/etc/systemd/system",
-                "kubeconfigPath": "/etc/systemd/system/multus.d/multus.kubeconfig",
-            },
-        }),
-    )
-    .await;
-    let agent = env.agent(&node, root.path()).await;
-    let cm = env.wait_state(&node, "Failed").await;
-    let message = cm.metadata.annotations.unwrap_or_default()[feedback::LAST_ERROR].clone();
-    assert!(
-        message.contains("/etc/systemd/system")
-            && message.contains("outside the directories this agent may write"),
-        "{message}"
-    );
+    let spec = json!({
+        "primary": { "auto": {} },
+        "paths": {
+            "cniConfDir": "/etc/systemd/system",
+            "kubeconfigPath": "/etc/systemd/system/multus.d/multus.kubeconfig",
+        },
+    });
+    let (env, node, root, agent) = Env::with_agent("bounds", true, spec).await;
+    let says = [
+        "/etc/systemd/system",
+        "outside the directories this agent may write",
+    ];
+    env.wait_error(&node, "Failed", &says).await;
     assert!(
         !root.path().join("etc/systemd").exists(),
         "something was created under /etc/systemd"
@@ -948,6 +912,5 @@ async fn a_bundle_naming_a_directory_outside_the_allowed_ones_is_refused_and_not
         "nothing was written"
     );
     assert!(!agent.is_ready().await);
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    env.stop().await;
+    env.finish(agent).await;
 }

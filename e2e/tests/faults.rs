@@ -16,7 +16,7 @@ use multus_crds::MultusConfig;
 use multus_crds::bundle::feedback;
 use multus_e2e::agent::{RunningAgent, snapshot};
 use multus_e2e::operator::eventually;
-use multus_e2e::scenario::OneNode;
+use multus_e2e::scenario::{OneNode, sorted_names};
 use multus_e2e::{ControlPlane, fixtures};
 
 /// Our operator and agent on a loaded 2-core machine; the agent's disk retries back off to
@@ -120,19 +120,6 @@ async fn wait_state(scenario: &OneNode, state: &str) -> BTreeMap<String, String>
     scenario.wait_state(state, WAIT).await
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_leaves_no_partial_file_reports_failed_and_recovers_when_space_returns() {
     let _slot = multus_e2e::test_slot!();
@@ -145,7 +132,7 @@ async fn a_full_disk_leaves_no_partial_file_reports_failed_and_recovers_when_spa
     let message = &annotations[feedback::LAST_ERROR];
     assert!(message.contains("No space left on device"), "{message}");
     assert_eq!(
-        names_in(&root.join(ATTACHMENTS)),
+        sorted_names(&root.join(ATTACHMENTS)),
         Vec::<String>::new(),
         "no partial or temp file"
     );

@@ -11,9 +11,9 @@ use multus_crds::cni::Problem;
 use multus_operator::attachments::{self, NamespaceLabels, Reason};
 use multus_operator::render::{RenderDefaults, render_node};
 
-mod support;
 #[path = "support/nads.rs"]
 mod nads;
+mod support;
 use nads::nad;
 
 /// A config around one plugin.

@@ -4,6 +4,7 @@
 //! one runtime of their own, shaped like the binary's (two workers), whose threads are named
 //! so that their CPU time can be told apart; dropping [`Agents`] drops every agent task.
 
+use futures::{StreamExt, TryStreamExt, stream};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use multus_node_agent::cli::{DEFAULT_BACKUP_DIR, RunArgs, serve};
 
-use crate::E2eError;
+use crate::identities::Identities;
+use crate::{ControlPlane, E2eError};
 
 /// Name of the agents' runtime threads (workers and blocking pool).
 pub const THREAD_NAME: &str = "fleet-agents";
@@ -26,6 +28,31 @@ pub struct AgentSpec {
     /// writes it.
     pub kubeconfig: PathBuf,
     pub host_root: PathBuf,
+}
+
+/// One spec per node: `roots[i]` as the host root of `nodes[i]`, with its DaemonSet pod's
+/// kubeconfig minted through `identities` (16 at a time).
+pub async fn specs(
+    cp: &ControlPlane,
+    identities: &Identities,
+    nodes: &[String],
+    roots: &[tempfile::TempDir],
+) -> Result<Vec<AgentSpec>, E2eError> {
+    let kubeconfigs: Vec<PathBuf> = stream::iter(nodes)
+        .map(|node| identities.agent_kubeconfig(cp, node))
+        .buffered(16)
+        .try_collect()
+        .await?;
+    Ok(nodes
+        .iter()
+        .zip(kubeconfigs)
+        .zip(roots)
+        .map(|((node, kubeconfig), root)| AgentSpec {
+            node: node.clone(),
+            kubeconfig,
+            host_root: root.path().to_path_buf(),
+        })
+        .collect())
 }
 
 /// The running agents.
@@ -145,6 +172,20 @@ pub fn inotify_limit() -> Option<usize> {
     std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
         .ok()
         .and_then(|s| s.trim().parse().ok())
+}
+
+/// Fails, saying how to raise the limit, unless this user may hold an inotify instance for
+/// each of `n` agents and 64 more.
+pub fn check_inotify_limit(n: usize) -> Result<(), E2eError> {
+    let limit = inotify_limit().unwrap_or(0);
+    if limit >= n + 64 {
+        return Ok(());
+    }
+    Err(E2eError::Io(format!(
+        "{n} agents in one process need {n} inotify instances, and this user may hold {limit} \
+         (fs.inotify.max_user_instances); raise it, e.g. `sysctl -w fs.inotify.max_user_instances={}`",
+        (n + 1024).next_power_of_two()
+    )))
 }
 
 /// Logs of the in-process agents at `RUST_LOG`, or warnings only when unset: the agents'

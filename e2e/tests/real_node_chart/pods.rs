@@ -243,16 +243,7 @@ pub fn ping(cp: &ControlPlane, ns: &str, pod: &str, address: &str) {
 /// The names of the files in a node directory, sorted.
 pub fn listing(node: &RealNode, dir: &str) -> Vec<String> {
     let path = node.host_path(dir).expect("host path");
-    let mut names: Vec<String> = std::fs::read_dir(&path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    multus_e2e::scenario::sorted_names(&path)
 }
 
 fn check(out: &Output, what: &str) -> Result<String, String> {

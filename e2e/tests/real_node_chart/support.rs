@@ -301,29 +301,27 @@ impl Release {
     pub fn diagnostics(&self) -> String {
         let cp = self.cp;
         let mut report = String::new();
+        // The node pods' logs, of the running containers and of the ones before them.
+        let node_logs = |previous: &'static str| {
+            let ns: &str = &self.ns;
+            [
+                "logs",
+                "-n",
+                ns,
+                "-l",
+                "app.kubernetes.io/component=node",
+                "--all-containers",
+                previous,
+                "--tail=40",
+            ]
+        };
+        let (current, previous) = (node_logs("--previous=false"), node_logs("--previous"));
         for args in [
             &["get", "pods,jobs,ds,deploy", "-n", &self.ns, "-o", "wide"][..],
             &["get", "mcfg", "-o", "yaml"],
             &["describe", "pods", "-n", &self.ns],
-            &[
-                "logs",
-                "-n",
-                &self.ns,
-                "-l",
-                "app.kubernetes.io/component=node",
-                "--all-containers",
-                "--tail=40",
-            ],
-            &[
-                "logs",
-                "-n",
-                &self.ns,
-                "-l",
-                "app.kubernetes.io/component=node",
-                "--all-containers",
-                "--previous",
-                "--tail=40",
-            ],
+            &current,
+            &previous,
             &[
                 "logs",
                 "-n",
