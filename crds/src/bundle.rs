@@ -123,6 +123,14 @@ impl PrimaryRule {
     pub fn needs_node_file(&self) -> bool {
         !matches!(self, PrimaryRule::NetworkAttachment { .. })
     }
+
+    /// The host directory the primary is read from; `None` for a NAD primary.
+    pub fn node_dir(&self) -> Option<&str> {
+        match self {
+            PrimaryRule::Auto { dir, .. } | PrimaryRule::File { dir, .. } => Some(dir),
+            PrimaryRule::NetworkAttachment { .. } => None,
+        }
+    }
 }
 
 /// Everything the agent needs to write the host kubeconfig.

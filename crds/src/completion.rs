@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::bundle::BundleManifest;
 use crate::cni::{self, ConfigError};
 use crate::multus_config::Mode;
 
@@ -30,6 +31,26 @@ pub struct Primary<'a> {
     pub name: &'a str,
     /// File content.
     pub text: &'a str,
+}
+
+/// A bundle's Multus config as the agent writes it: completed with the primary found on the
+/// node (`name`, `text`) for an `auto` or `file` rule; as rendered for a NAD primary, which
+/// the operator rendered complete.
+pub fn complete_for_manifest(
+    manifest: &BundleManifest,
+    template: &str,
+    name: &str,
+    text: &str,
+) -> Result<String, CompletionError> {
+    match manifest.primary.node_dir() {
+        None => Ok(template.to_string()),
+        Some(dir) => complete_multus_config(
+            template,
+            manifest.mode,
+            &manifest.multus_path_prefix,
+            Primary { dir, name, text },
+        ),
+    }
 }
 
 /// Fills the primary into a rendered Multus config: thin mode embeds it as `delegates[0]`,

@@ -11,13 +11,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use multus_crds::bundle::{feedback, node_configmap_name};
 use multus_e2e::agent::RunningAgent;
-use multus_e2e::binaries_local::workspace_release_bin;
 use multus_e2e::identities::Identities;
+use multus_e2e::operator_process::{OperatorProcess, Options};
 use multus_e2e::process::{cpu_seconds, status_kib};
 use multus_e2e::scenario::{CALICO, host_root};
 use multus_e2e::{ControlPlane, fixtures, http};
@@ -98,32 +97,21 @@ async fn main() {
         multus_e2e::chart::fullname(&identities.release)
     );
 
-    let operator_bin = tokio::task::spawn_blocking(|| workspace_release_bin("multus-operator"))
+    let operator_kubeconfig = identities.operator_kubeconfig(cp).await.unwrap();
+    let multus_account = format!("{ns}/multus");
+    let operator = OperatorProcess::start(&Options {
+        kubeconfig: &operator_kubeconfig,
+        namespace: ns,
+        multus_account: Some(&multus_account),
+        log: None,
+    })
+    .await
+    .expect("operator started");
+    operator
+        .wait_ready(Duration::from_secs(120))
         .await
-        .unwrap()
-        .expect("operator binary");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    let mut operator = tokio::process::Command::new(operator_bin)
-        .args(["run", "--namespace", ns, "--metrics-bind-address", &addr])
-        .args(["--multus-service-account", &format!("{ns}/multus")])
-        .env(
-            "KUBECONFIG",
-            identities.operator_kubeconfig(cp).await.unwrap(),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let operator_pid = operator.id().expect("operator running");
-    while !matches!(http::get(&addr, "/readyz").await, Ok((200, _))) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .expect("operator ready");
+    let operator_pid = operator.pid;
 
     let root = host_root(false).unwrap();
     let config = serde_json::from_value::<multus_crds::MultusConfig>(json!({
@@ -228,6 +216,5 @@ async fn main() {
         before.len()
     );
     agent.terminate().await;
-    let _ = operator.start_kill();
-    let _ = operator.wait().await;
+    drop(operator);
 }

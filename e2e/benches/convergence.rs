@@ -7,10 +7,9 @@
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use multus_e2e::binaries_local::workspace_release_bin;
+use multus_e2e::operator_process::{OperatorProcess, Options};
 use multus_e2e::process::status_kib;
 use multus_e2e::{ControlPlane, fixtures, http};
 
@@ -89,32 +88,20 @@ async fn main() {
     .await
     .unwrap();
 
-    let binary = tokio::task::spawn_blocking(|| workspace_release_bin("multus-operator"))
+    let operator = OperatorProcess::start(&Options {
+        kubeconfig: operator_kubeconfig.as_ref(),
+        namespace: ns,
+        multus_account: None,
+        log: None,
+    })
+    .await
+    .expect("operator started");
+    operator
+        .wait_ready(Duration::from_secs(120))
         .await
-        .unwrap()
-        .expect("operator binary");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut operator = tokio::process::Command::new(binary)
-        .args(["run", "--namespace", ns, "--metrics-bind-address", &addr])
-        .env("KUBECONFIG", &operator_kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = operator.id().expect("operator running");
-    let idle_rss = loop {
-        if matches!(http::get(&addr, "/readyz").await, Ok((200, _))) {
-            break status_kib(pid, "VmRSS:");
-        }
-        tokio::time::sleep(POLL).await;
-    };
+        .expect("operator ready");
+    let pid = operator.pid;
+    let idle_rss = status_kib(pid, "VmRSS:");
 
     let config = serde_json::from_value(json!({
         "apiVersion": "operator.multus.dev/v1alpha1",
@@ -143,7 +130,7 @@ async fn main() {
     };
     let initial = until_all(&cms, nodes, has("br-one")).await;
     let writes_initial = metric(
-        &http::get(&addr, "/metrics").await.unwrap().1,
+        &http::get(&operator.addr, "/metrics").await.unwrap().1,
         "multus_operator_api_writes_total",
     );
 
@@ -155,7 +142,7 @@ async fn main() {
     .await
     .unwrap();
     let edit = until_all(&cms, nodes, has("br-two")).await;
-    let metrics = http::get(&addr, "/metrics").await.unwrap().1;
+    let metrics = http::get(&operator.addr, "/metrics").await.unwrap().1;
     let writes_total = metric(&metrics, "multus_operator_api_writes_total");
     let reconciles = metric(&metrics, "multus_operator_reconciles_total");
     let rss = status_kib(pid, "VmRSS:");
@@ -199,6 +186,5 @@ async fn main() {
         "  reconciles in total:                                   {:>8.0}",
         reconciles
     );
-    let _ = operator.start_kill();
-    let _ = operator.wait().await;
+    drop(operator);
 }

@@ -13,6 +13,20 @@ use crate::{ControlPlane, E2eError, fixtures, unique_name};
 use multus_crds::NetworkAttachmentDefinition;
 use multus_crds::bundle::node_configmap_name;
 
+/// Lets a test file's scenario struct, which holds its [`TestEnv`] in a field `base`, be
+/// used as that `TestEnv` (`env.client`, `env.ns`, ...).
+#[macro_export]
+macro_rules! deref_to_test_env {
+    ($env:ty) => {
+        impl std::ops::Deref for $env {
+            type Target = $crate::test_env::TestEnv;
+            fn deref(&self) -> &Self::Target {
+                &self.base
+            }
+        }
+    };
+}
+
 /// A test's namespace (also its name and its MultusConfigs' test label) and identities.
 pub struct TestEnv {
     pub cp: &'static ControlPlane,

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use multus_crds::MultusConfig;
-use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule, feedback, node_configmap_name};
-use multus_crds::completion::{Primary, complete_multus_config};
+use multus_crds::bundle::{FileRole, NodeBundle, feedback, node_configmap_name};
+use multus_crds::completion::complete_for_manifest;
 use multus_e2e::agent::{Launch, RunningAgent, snapshot};
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
 use multus_e2e::scenario::{CALICO, host_root};
@@ -39,12 +39,7 @@ struct Env {
     logs: tempfile::TempDir,
 }
 
-impl std::ops::Deref for Env {
-    type Target = TestEnv;
-    fn deref(&self) -> &TestEnv {
-        &self.base
-    }
-}
+multus_e2e::deref_to_test_env!(Env);
 
 impl Env {
     async fn new(prefix: &str) -> Env {
@@ -252,21 +247,7 @@ fn bundle_of(cm: &ConfigMap) -> NodeBundle {
 /// The Multus config the node should have, computed from the ConfigMap and the primary.
 fn expected_multus_config(bundle: &NodeBundle, primary_name: &str, primary: &str) -> String {
     let (_, template) = bundle.file(FileRole::MultusConfig).unwrap();
-    let dir = match &bundle.manifest.primary {
-        PrimaryRule::Auto { dir, .. } | PrimaryRule::File { dir, .. } => dir.clone(),
-        PrimaryRule::NetworkAttachment { .. } => return template.to_string(),
-    };
-    complete_multus_config(
-        template,
-        bundle.manifest.mode,
-        &bundle.manifest.multus_path_prefix,
-        Primary {
-            dir: &dir,
-            name: primary_name,
-            text: primary,
-        },
-    )
-    .unwrap()
+    complete_for_manifest(&bundle.manifest, template, primary_name, primary).unwrap()
 }
 
 async fn token_user(cp: &ControlPlane, kubeconfig: &str) -> String {

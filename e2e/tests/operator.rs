@@ -41,12 +41,7 @@ struct Env {
     operator_client: Client,
 }
 
-impl std::ops::Deref for Env {
-    type Target = TestEnv;
-    fn deref(&self) -> &TestEnv {
-        &self.base
-    }
-}
+multus_e2e::deref_to_test_env!(Env);
 
 impl Env {
     async fn new(prefix: &str) -> Env {

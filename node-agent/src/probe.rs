@@ -35,8 +35,8 @@ pub fn files_of_interest(root: &HostRoot, manifest: &BundleManifest) -> BTreeSet
 /// The directories the bundle writes to or reads the primary from, created when missing.
 pub fn target_dirs(root: &HostRoot, manifest: &BundleManifest) -> Vec<PathBuf> {
     let mut dirs: Vec<String> = manifest.files.iter().map(|f| f.dir.clone()).collect();
-    if let PrimaryRule::Auto { dir, .. } | PrimaryRule::File { dir, .. } = &manifest.primary {
-        dirs.push(dir.clone());
+    if let Some(dir) = manifest.primary.node_dir() {
+        dirs.push(dir.to_string());
     }
     if let Some(kc) = &manifest.kubeconfig
         && let Some((dir, _)) = kc.path.rsplit_once('/')

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule};
 use multus_crds::cni::Problem;
-use multus_crds::completion::{Primary, complete_multus_config};
+use multus_crds::completion::complete_for_manifest;
 use multus_operator::attachments::{self, Catalog, Reason};
 use multus_operator::cli::inputs::Inputs;
 use multus_operator::render::{NodeRender, RenderDefaults, RenderError, render_node};
@@ -97,22 +97,13 @@ fn complete_with_calico(bundle: &NodeBundle) -> String {
     let (_, template) = bundle
         .file(FileRole::MultusConfig)
         .expect("multus config present");
-    let dir = match &bundle.manifest.primary {
-        PrimaryRule::Auto { dir, .. } | PrimaryRule::File { dir, .. } => dir.clone(),
-        PrimaryRule::NetworkAttachment { .. } => panic!("NAD primary needs no completion"),
-    };
+    assert!(
+        bundle.manifest.primary.needs_node_file(),
+        "NAD primary needs no completion"
+    );
     let calico = std::fs::read_to_string(testdata().join("10-calico.conflist")).expect("primary");
-    complete_multus_config(
-        template,
-        bundle.manifest.mode,
-        &bundle.manifest.multus_path_prefix,
-        Primary {
-            dir: &dir,
-            name: "10-calico.conflist",
-            text: &calico,
-        },
-    )
-    .expect("completes")
+    complete_for_manifest(&bundle.manifest, template, "10-calico.conflist", &calico)
+        .expect("completes")
 }
 
 #[test]
@@ -339,6 +330,9 @@ fn nad(ns: &str, name: &str, created: &str, config: &str) -> String {
     )
 }
 
+const BRIDGE: &str = r#"{"cniVersion":"0.3.1","type":"bridge"}"#;
+const MACVLAN: &str = r#"{"cniVersion":"0.3.1","type":"macvlan"}"#;
+
 /// The catalog of a MultusConfig selecting every NAD, over NADs given as (namespace, name,
 /// creation time, config).
 fn catalog_of_nads(nads: &[(&str, &str, &str, &str)]) -> Catalog {
@@ -352,18 +346,8 @@ fn catalog_of_nads(nads: &[(&str, &str, &str, &str)]) -> Catalog {
 #[test]
 fn two_nads_with_one_name_in_two_namespaces_clash_and_the_older_wins() {
     let catalog = catalog_of_nads(&[
-        (
-            "red",
-            "data",
-            "2026-02-01T00:00:00Z",
-            r#"{"cniVersion":"0.3.1","type":"bridge"}"#,
-        ),
-        (
-            "blue",
-            "data",
-            "2026-01-01T00:00:00Z",
-            r#"{"cniVersion":"0.3.1","type":"macvlan"}"#,
-        ),
+        ("red", "data", "2026-02-01T00:00:00Z", BRIDGE),
+        ("blue", "data", "2026-01-01T00:00:00Z", MACVLAN),
     ]);
     let kept: Vec<String> = catalog.attachments.iter().map(|a| a.key()).collect();
     assert_eq!(kept, vec!["blue/data"]);
@@ -377,18 +361,8 @@ fn two_nads_with_one_name_in_two_namespaces_clash_and_the_older_wins() {
 #[test]
 fn file_name_clashes_between_dashed_names_are_detected() {
     let catalog = catalog_of_nads(&[
-        (
-            "a-b",
-            "c",
-            "2026-01-01T00:00:00Z",
-            r#"{"cniVersion":"0.3.1","type":"bridge"}"#,
-        ),
-        (
-            "a",
-            "b-c",
-            "2026-01-02T00:00:00Z",
-            r#"{"cniVersion":"0.3.1","type":"bridge"}"#,
-        ),
+        ("a-b", "c", "2026-01-01T00:00:00Z", BRIDGE),
+        ("a", "b-c", "2026-01-02T00:00:00Z", BRIDGE),
     ]);
     assert_eq!(catalog.attachments.len(), 1);
     assert_eq!(catalog.rejected[0].nad, "a/b-c");
@@ -482,21 +456,31 @@ fn an_invalid_nad_never_reaches_any_bundle() {
     }
 }
 
+/// A host-device config asking Multus for a device-info file.
+const ASKING_DEVICE_INFO: &str =
+    r#"{"cniVersion":"0.3.1","type":"host-device","capabilities":{"CNIDeviceInfoFile":true}}"#;
+
+/// Every lint warning of a catalog, as (NAD, reason).
+fn warnings(catalog: &Catalog) -> Vec<(&str, Reason)> {
+    catalog
+        .warnings
+        .iter()
+        .map(|w| (w.nad.as_str(), w.reason))
+        .collect()
+}
+
 #[test]
 fn device_info_without_a_resource_name_is_a_warning_not_silence() {
-    let asking =
-        r#"{"cniVersion":"0.3.1","type":"host-device","capabilities":{"CNIDeviceInfoFile":true}}"#;
+    let asking = ASKING_DEVICE_INFO;
     let yaml = format!(
         "{CONFIG_ALL_NADS}{}---\napiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: with-resource\n  namespace: sriov\n  annotations: {{ k8s.v1.cni.cncf.io/resourceName: intel.com/sriov }}\nspec:\n  config: '{asking}'\n",
         nad("sriov", "no-resource", "2026-01-01T00:00:00Z", asking),
     );
     let catalog = catalog_of(&inline(&yaml));
     assert_eq!(catalog.attachments.len(), 2, "warnings do not block");
-    let flagged: Vec<(&str, Reason)> = catalog
-        .warnings
-        .iter()
-        .filter(|w| w.reason == Reason::DeviceInfoWithoutResource)
-        .map(|w| (w.nad.as_str(), w.reason))
+    let flagged: Vec<(&str, Reason)> = warnings(&catalog)
+        .into_iter()
+        .filter(|(_, reason)| *reason == Reason::DeviceInfoWithoutResource)
         .collect();
     assert_eq!(
         flagged,
@@ -625,8 +609,7 @@ fn a_bundle_over_the_configmap_limit_is_refused_naming_the_node() {
 
 #[test]
 fn device_info_is_linted_on_every_nad_multus_may_read_not_only_written_ones() {
-    let asking =
-        r#"{"cniVersion":"0.3.1","type":"host-device","capabilities":{"CNIDeviceInfoFile":true}}"#;
+    let asking = ASKING_DEVICE_INFO;
     // No attachment selection: nothing is written to nodes, yet Multus reads this inline
     // NAD from the API server when a pod names it.
     let yaml = format!(
@@ -635,11 +618,7 @@ fn device_info_is_linted_on_every_nad_multus_may_read_not_only_written_ones() {
     );
     let catalog = catalog_of(&inline(&yaml));
     assert!(catalog.attachments.is_empty());
-    let flagged: Vec<(&str, Reason)> = catalog
-        .warnings
-        .iter()
-        .map(|w| (w.nad.as_str(), w.reason))
-        .collect();
+    let flagged = warnings(&catalog);
     assert_eq!(
         flagged,
         vec![("elsewhere/devices", Reason::DeviceInfoWithoutResource)]

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule};
-use multus_crds::completion::{Primary, complete_multus_config};
+use multus_crds::completion::complete_for_manifest;
 
 use super::inputs::Inputs;
 use super::{CliError, Output, RenderArgs};
@@ -107,20 +107,7 @@ fn print_files(
         let completing = file.role == FileRole::MultusConfig && manifest.primary.needs_node_file();
         match (completing, primary) {
             (true, Some((name, primary_text))) => {
-                let dir = match &manifest.primary {
-                    PrimaryRule::Auto { dir, .. } | PrimaryRule::File { dir, .. } => dir.as_str(),
-                    PrimaryRule::NetworkAttachment { .. } => "",
-                };
-                let completed = complete_multus_config(
-                    text,
-                    manifest.mode,
-                    &manifest.multus_path_prefix,
-                    Primary {
-                        dir,
-                        name,
-                        text: primary_text,
-                    },
-                )?;
+                let completed = complete_for_manifest(manifest, text, name, primary_text)?;
                 writeln!(
                     out,
                     "\n# {path} (mode {}, completed with primary {name})",
