@@ -17,7 +17,7 @@ use kube::api::{Api, PostParams};
 use std::time::{Duration, Instant};
 
 use multus_crds::MultusConfig;
-use multus_e2e::audit::{AuditLog, Tally};
+use multus_e2e::audit::{self, AuditLog, Tally};
 use multus_e2e::bench::{ms, row, spread_ms};
 use multus_e2e::bench_cluster::BenchCluster;
 use multus_e2e::fleet::agents::{self, Agents};
@@ -133,9 +133,22 @@ async fn fleet(n: usize, idle: u64) {
     );
 
     // NAD edit -> the new content on every node's disk.
+    log.for_each_new(|_| {}).expect("audit log");
+    let edited_at = Timestamp::now();
     let start = watch.arm("br-two");
     apply_nad(admin, NS, "br-two").await.expect("edit the NAD");
     let seen = watch.wait(start, Duration::from_secs(300)).await;
+    // The operator's part of that: its ConfigMap writes, as the API server received them.
+    let mut operator_writes: Vec<Timestamp> = Vec::new();
+    log.for_each_new(|e| {
+        if audit::user(e) == operator_user
+            && audit::kind(e) == "patch configmaps"
+            && let Some(at) = audit::received(e)
+        {
+            operator_writes.push(at);
+        }
+    })
+    .expect("audit log");
     let latencies: Vec<Duration> = seen.iter().flatten().copied().collect();
     let missing = n - latencies.len();
     row(
@@ -145,6 +158,25 @@ async fn fleet(n: usize, idle: u64) {
         } else {
             format!("{} ({missing} nodes never got it)", spread_ms(&latencies))
         },
+        None,
+        None,
+    );
+
+    let after_edit = |at: Option<&Timestamp>| {
+        at.map_or(f64::NAN, |at| {
+            at.duration_since(edited_at).as_secs_f64() * 1000.0
+        })
+    };
+    row(
+        &format!(
+            "fleet {n} nodes: NAD edit to the operator's ConfigMap writes received (audit log)"
+        ),
+        &format!(
+            "{} writes, first {:.0} ms / last {:.0} ms after the edit",
+            operator_writes.len(),
+            after_edit(operator_writes.iter().min()),
+            after_edit(operator_writes.iter().max())
+        ),
         None,
         None,
     );
