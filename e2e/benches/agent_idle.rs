@@ -99,16 +99,13 @@ async fn main() {
 
     let operator_kubeconfig = identities.operator_kubeconfig(cp).await.unwrap();
     let multus_account = format!("{ns}/multus");
-    let operator = OperatorProcess::start(&Options {
+    let options = Options {
         kubeconfig: &operator_kubeconfig,
         namespace: ns,
         multus_account: Some(&multus_account),
         log: None,
-    })
-    .await
-    .expect("operator started");
-    operator
-        .wait_ready(Duration::from_secs(120))
+    };
+    let operator = OperatorProcess::start_ready(&options, Duration::from_secs(120))
         .await
         .expect("operator ready");
     let operator_pid = operator.pid;

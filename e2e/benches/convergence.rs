@@ -88,16 +88,13 @@ async fn main() {
     .await
     .unwrap();
 
-    let operator = OperatorProcess::start(&Options {
+    let options = Options {
         kubeconfig: operator_kubeconfig.as_ref(),
         namespace: ns,
         multus_account: None,
         log: None,
-    })
-    .await
-    .expect("operator started");
-    operator
-        .wait_ready(Duration::from_secs(120))
+    };
+    let operator = OperatorProcess::start_ready(&options, Duration::from_secs(120))
         .await
         .expect("operator ready");
     let pid = operator.pid;

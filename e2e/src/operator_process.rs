@@ -103,6 +103,16 @@ impl OperatorProcess {
         })
     }
 
+    /// Starts the operator and waits until it is ready.
+    pub async fn start_ready(
+        options: &Options<'_>,
+        timeout: Duration,
+    ) -> Result<OperatorProcess, E2eError> {
+        let operator = OperatorProcess::start(options).await?;
+        operator.wait_ready(timeout).await?;
+        Ok(operator)
+    }
+
     /// Whether `/readyz` answers 200 (caches synced).
     pub async fn ready(&self) -> bool {
         matches!(http::get(&self.addr, "/readyz").await, Ok((200, _)))
