@@ -3,28 +3,25 @@
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Client, Config};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-use multus_crds::bundle::{AgentState, BundleManifest, KubeconfigSettings, NodeBundle};
+use multus_crds::bundle::{AgentState, BundleManifest, KubeconfigSettings};
 
 use crate::bounds::AllowedDirs;
-use crate::fsops;
-use crate::host_files::HostFiles;
-use crate::hostpath::HostRoot;
 use crate::metrics::Metrics;
-use crate::owned_files::OwnedFiles;
-use crate::plan::{self, NodeView, Upstream};
-use crate::probe;
+use crate::plan::Upstream;
 use crate::report::{Report, Reporter};
 use crate::rotation::{Rotation, TokenSource};
 use crate::token;
 use crate::wake::{Interest, Trigger};
 
+mod pass;
 mod timer;
 mod watches;
 
+use pass::{Host, off_runtime};
 use timer::{OnTimer, now_secs};
 use watches::{DiskWatch, SeenBundle, Wake, marked_for_removal};
 
@@ -60,25 +57,18 @@ pub enum AgentError {
 }
 
 struct Agent {
-    settings: Settings,
-    root: HostRoot,
+    settings: Arc<Settings>,
+    /// The host side, borrowed by each disk step of a pass on the blocking pool.
+    host: Arc<Mutex<Host>>,
     client: Client,
     kube_config: Config,
-    state_file: PathBuf,
-    owned: OwnedFiles,
     rotation: Rotation,
     /// The kubeconfig settings of the last pass that got as far as the token; the loop
     /// wakes for token work only then (a refused bundle waits for a change instead).
     token_settings: Option<KubeconfigSettings>,
-    /// Directories already swept for stale temp files in this run.
-    swept: Vec<PathBuf>,
     reporter: Reporter,
-    /// sha256 per host path of what this run last wrote (see [`HostFiles`]).
-    last_written: BTreeMap<String, String>,
     /// Consecutive passes that failed on the disk; each is retried after a back-off.
     disk_failures: u32,
-    /// The backup directory, resolved, when taking over upstream's files.
-    backup_dir: Option<PathBuf>,
     metrics: Metrics,
 }
 
@@ -91,27 +81,20 @@ pub async fn run(
     let kube_config = token::load_config(settings.kubeconfig.as_deref())
         .await
         .map_err(AgentError::Client)?;
-    let client = Client::try_from(kube_config.clone()).map_err(AgentError::Client)?;
-    let root = HostRoot::new(&settings.host_root);
-    let state_file = root.resolve(&settings.state_path)?;
-    let owned = OwnedFiles::load(&state_file)?;
-    let backup_dir = match settings.upstream {
-        Upstream::TakeOver => Some(root.resolve(&settings.backup_dir)?),
-        Upstream::Refuse => None,
+    let client = crate::api_client::client(&kube_config).map_err(AgentError::Client)?;
+    let settings = Arc::new(settings);
+    let loading = settings.clone();
+    let Some(host) = off_runtime(move || Host::load(&loading)).await else {
+        return Ok(());
     };
     let mut agent = Agent {
-        root,
+        host: Arc::new(Mutex::new(host?)),
         client: client.clone(),
         kube_config,
-        state_file,
-        owned,
         rotation: Rotation::default(),
         token_settings: None,
-        swept: Vec::new(),
         reporter: Reporter::new(client.clone(), &settings.namespace),
-        last_written: BTreeMap::new(),
         disk_failures: 0,
-        backup_dir,
         metrics,
         settings,
     };
@@ -162,12 +145,22 @@ pub async fn run(
         };
         agent.metrics.pass(trigger);
         // A pass waiting on an unresponsive API server must not hold up SIGTERM; every
-        // write is atomic, so a pass cut short leaves old or new files, never a mix.
+        // write is atomic, so a pass cut short leaves old or new files, never a mix. A disk
+        // step already under way finishes within the runtime's shutdown grace.
         let cares = tokio::select! {
             () = &mut shutdown => break,
             cares = agent.reconcile(bundle.cm.as_deref()) => cares,
         };
-        disk.follow(cares);
+        // Adding inotify watches waits on notify's own thread: off the runtime too.
+        let Some(following) = off_runtime(move || {
+            disk.follow(cares);
+            disk
+        })
+        .await
+        else {
+            break;
+        };
+        disk = following;
     }
     watch.abort();
     tracing::info!("stopping; files stay in place");
@@ -214,103 +207,82 @@ impl Agent {
         self.rotation.recheck(&source, &settings, now_secs()).await
     }
 
-    /// One pass; returns the paths whose changes should start the next one.
+    /// One pass; returns the paths whose changes should start the next one. Its disk
+    /// steps run on the blocking pool (see [`pass`]); the token and the report in between
+    /// are the only network waits.
     async fn reconcile(&mut self, cm: Option<&ConfigMap>) -> Interest {
         self.token_settings = None;
         let Some(cm) = cm else {
             tracing::info!("no bundle ConfigMap for this node; leaving files as they are");
             return Interest::default();
         };
+        let removal = marked_for_removal(cm);
+        let read_kubeconfig = !removal && self.rotation.wants_adoption();
         let data = cm.data.clone().unwrap_or_default();
-        let bundle = match NodeBundle::from_configmap_data(&data) {
-            Ok(b) => b,
-            Err(e) => {
-                self.refuse(cm, &e.to_string()).await;
+        let (host, settings) = (self.host.clone(), self.settings.clone());
+        let prepared =
+            off_runtime(move || Host::lock(&host).prepare(&data, &settings, read_kubeconfig)).await;
+        let mut prepared = match prepared {
+            None => return Interest::default(),
+            Some(Err(refusal)) => {
+                self.refuse(cm, &refusal.to_string()).await;
                 return Interest::default();
             }
+            Some(Ok(prepared)) => prepared,
         };
-        // The boundary comes first: nothing outside it is created, read or written.
-        if let Err(e) = self.settings.allowed.check_manifest(&bundle.manifest) {
-            self.refuse(cm, &e.to_string()).await;
-            return Interest::default();
-        }
-        let dirs = probe::target_dirs(&self.root, &bundle.manifest);
-        // Only an interrupted write leaves a temp file, and interruption means a restart:
-        // each directory is swept once per run, not on every pass.
-        for dir in &dirs {
-            if !self.swept.contains(dir) {
-                let _ = fsops::remove_stale_temps(dir);
-                self.swept.push(dir.clone());
-            }
-        }
-        // libcni loads every *.json of the conf dir: the record of owned files must live
-        // outside every directory the bundle writes to.
-        if let Some(dir) = dirs.iter().find(|d| self.state_file.starts_with(d)) {
-            let message = format!(
-                "the state file {} is inside {}, a directory the bundle writes to; set --state-file outside every CNI directory",
-                self.settings.state_path,
-                dir.display()
-            );
-            self.refuse(cm, &message).await;
-            return Interest::default();
-        }
-        let plan = if marked_for_removal(cm) {
-            plan::plan_removal(Some(&bundle), &self.owned)
+        let kubeconfig = if removal {
+            None
         } else {
-            let kubeconfig = self.kubeconfig_text(&bundle.manifest).await;
-            let view = NodeView {
-                primary: probe::primary_view(&self.root, &self.owned, &bundle.manifest.primary),
-                readiness_ok: probe::readiness_ok(&self.root, &bundle.manifest),
-                kubeconfig,
-                existing: probe::existing_paths(&self.root, &bundle.manifest),
-                upstream: probe::upstream_files(&self.root, &bundle.manifest, &self.owned),
-            };
-            plan::plan_apply(&bundle, &view, &self.owned, self.settings.upstream)
+            let on_disk = prepared.kubeconfig_on_disk.take();
+            self.kubeconfig_text(&prepared.bundle.manifest, on_disk)
+                .await
         };
-        if let Err(e) = self.settings.allowed.check_plan(&plan) {
-            self.refuse(cm, &e.to_string()).await;
-            return Interest::default();
+        let (host, settings, metrics) = (
+            self.host.clone(),
+            self.settings.clone(),
+            self.metrics.clone(),
+        );
+        let applied = off_runtime(move || {
+            let applied =
+                Host::lock(&host).apply(&prepared, removal, kubeconfig, &settings, &metrics);
+            (prepared, applied)
+        })
+        .await;
+        let (prepared, applied) = match applied {
+            None => return Interest::default(),
+            Some((_, Err(refusal))) => {
+                self.refuse(cm, &refusal.to_string()).await;
+                return Interest::default();
+            }
+            Some((prepared, Ok(applied))) => (prepared, applied),
+        };
+        let manifest = &prepared.bundle.manifest;
+        if applied.disk_error {
+            self.disk_failures = self.disk_failures.saturating_add(1);
+            tracing::warn!(error = %applied.message, failures = self.disk_failures, "a file operation failed; retrying");
+        } else {
+            self.disk_failures = 0;
         }
-        let mut host = HostFiles {
-            root: &self.root,
-            owned: &mut self.owned,
-            state_file: &self.state_file,
-            last_written: &mut self.last_written,
-            backup_dir: self.backup_dir.as_deref(),
-        };
-        let (state, message) = match host.execute(&plan, &self.metrics) {
-            Err(e) => {
-                self.disk_failures = self.disk_failures.saturating_add(1);
-                tracing::warn!(error = %e, failures = self.disk_failures, "a file operation failed; retrying");
-                (AgentState::Failed, e.to_string())
-            }
-            Ok(()) => {
-                self.disk_failures = 0;
-                (plan.state, plan.message.clone().unwrap_or_default())
-            }
-        };
-        let token_error = self.token_problem(&bundle.manifest);
-        let message = match (message.is_empty(), token_error) {
+        let state = applied.state;
+        let token_error = self.token_problem(manifest);
+        let message = match (applied.message.is_empty(), token_error) {
             (true, Some(t)) => t,
-            (_, _) => message,
+            (_, _) => applied.message,
         };
-        let applied = (state == AgentState::Applied).then(|| bundle.manifest.bundle_hash.clone());
+        let applied_hash = (state == AgentState::Applied).then(|| manifest.bundle_hash.clone());
         self.metrics
             .applied
-            .store(applied.is_some(), std::sync::atomic::Ordering::SeqCst);
+            .store(applied_hash.is_some(), std::sync::atomic::Ordering::SeqCst);
         let token_expiry = self.rotation.expiry();
         let report = Report {
             state,
-            applied: applied.as_deref(),
-            primary: plan.primary.as_deref(),
+            applied: applied_hash.as_deref(),
+            primary: applied.primary.as_deref(),
             token_expiry,
             error: &message,
         };
         self.reporter.report(cm, &report, now_secs()).await;
-        Interest {
-            dirs: dirs.into_iter().collect(),
-            files: probe::files_of_interest(&self.root, &bundle.manifest),
-        }
+        applied.interest
     }
 
     /// Reports a bundle this agent will not apply; files on disk stay as they are.
@@ -327,7 +299,12 @@ impl Agent {
     }
 
     /// The kubeconfig text with a valid token, requesting a new token when due.
-    async fn kubeconfig_text(&mut self, manifest: &BundleManifest) -> Option<String> {
+    /// `on_disk` is the kubeconfig an earlier run wrote, offered for adoption.
+    async fn kubeconfig_text(
+        &mut self,
+        manifest: &BundleManifest,
+        on_disk: Option<String>,
+    ) -> Option<String> {
         let settings = manifest.kubeconfig.as_ref()?;
         self.token_settings = Some(settings.clone());
         let source = TokenSource {
@@ -336,15 +313,8 @@ impl Agent {
             node: &self.settings.node,
         };
         if self.rotation.wants_adoption() {
-            // Only a kubeconfig this agent wrote is a candidate.
-            let existing = self
-                .owned
-                .owns(&settings.path)
-                .then(|| self.root.resolve(&settings.path).ok())
-                .flatten()
-                .and_then(|path| std::fs::read_to_string(path).ok());
             self.rotation
-                .adopt(&source, settings, existing, &self.metrics)
+                .adopt(&source, settings, on_disk, &self.metrics)
                 .await;
         }
         self.rotation

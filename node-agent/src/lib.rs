@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod api_client;
 pub mod bounds;
 pub mod check;
 pub mod cli;

@@ -63,31 +63,35 @@ impl Default for Metrics {
             "Passes (plan and apply) run, by what woke the agent",
             m.passes.clone(),
         );
-        registry.register(
-            "files_written",
-            "Files written (changed bytes only)",
-            m.files_written.clone(),
-        );
-        registry.register(
-            "drift_repairs",
-            "Owned files restored after an outside change",
-            m.drift_repairs.clone(),
-        );
-        registry.register(
-            "upstream_backups",
-            "Files left by upstream's Multus DaemonSet backed up before the take-over",
-            m.upstream_backups.clone(),
-        );
-        registry.register(
-            "token_rotations",
-            "Tokens requested and verified",
-            m.token_rotations.clone(),
-        );
-        registry.register(
-            "token_rotation_failures",
-            "Failed token requests",
-            m.rotation_failures.clone(),
-        );
+        for (name, help, counter) in [
+            (
+                "files_written",
+                "Files written (changed bytes only)",
+                &m.files_written,
+            ),
+            (
+                "drift_repairs",
+                "Owned files restored after an outside change",
+                &m.drift_repairs,
+            ),
+            (
+                "upstream_backups",
+                "Files left by upstream's Multus DaemonSet backed up before the take-over",
+                &m.upstream_backups,
+            ),
+            (
+                "token_rotations",
+                "Tokens requested and verified",
+                &m.token_rotations,
+            ),
+            (
+                "token_rotation_failures",
+                "Failed token requests",
+                &m.rotation_failures,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         registry.register(
             "token_expiry_timestamp_seconds",
             "Unix time the kubeconfig token expires",

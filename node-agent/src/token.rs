@@ -95,6 +95,12 @@ pub enum TokenError {
     },
 }
 
+/// `<namespace>/<name>` of the account the host kubeconfig's token is for.
+fn account_name(settings: &KubeconfigSettings) -> String {
+    let account = &settings.service_account;
+    format!("{}/{}", account.namespace, account.name)
+}
+
 /// Requests a token for the configured account bound to `node`, and checks that it
 /// authenticates as that account before returning it.
 pub async fn request(
@@ -103,10 +109,7 @@ pub async fn request(
     node: &str,
     settings: &KubeconfigSettings,
 ) -> Result<Token, TokenError> {
-    let account = format!(
-        "{}/{}",
-        settings.service_account.namespace, settings.service_account.name
-    );
+    let account = account_name(settings);
     let node_obj = Api::<Node>::all(client.clone())
         .get(node)
         .await
@@ -172,10 +175,7 @@ pub async fn authenticates(
     settings: &KubeconfigSettings,
     token: &Token,
 ) -> Result<bool, TokenError> {
-    let account = format!(
-        "{}/{}",
-        settings.service_account.namespace, settings.service_account.name
-    );
+    let account = account_name(settings);
     match verify(kube_config, &account, token).await {
         Ok(()) => Ok(true),
         Err(TokenError::Unverified { .. }) => Ok(false),
@@ -204,7 +204,7 @@ async fn verify(kube_config: &Config, account: &str, token: &Token) -> Result<()
         account: account.to_string(),
         source,
     };
-    let client = Client::try_from(config).map_err(review_failed)?;
+    let client = crate::api_client::client(&config).map_err(review_failed)?;
     let review = Api::<SelfSubjectReview>::all(client)
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
@@ -265,10 +265,7 @@ pub async fn adopt(
         secret,
         issued_for: issuance(settings),
     };
-    let account = format!(
-        "{}/{}",
-        settings.service_account.namespace, settings.service_account.name
-    );
+    let account = account_name(settings);
     verify(kube_config, &account, &token).await.ok()?;
     Some(token)
 }
