@@ -255,18 +255,10 @@ async fn idle_window(c: &IdleContext<'_>, log: &mut AuditLog) {
     until_ready(c.admin, NS, n, Duration::from_secs(300))
         .await
         .expect("all nodes Ready after the edit");
-    let give_up = Instant::now() + Duration::from_secs(120);
-    let mut last = (
-        c.operator.metric("multus_operator_reconciles_total").await,
-        Instant::now(),
-    );
-    while last.1.elapsed() < Duration::from_secs(5) && Instant::now() < give_up {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = c.operator.metric("multus_operator_reconciles_total").await;
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-    }
+    c.operator
+        .settle(Duration::from_secs(5), Duration::from_secs(120))
+        .await
+        .expect("the operator settles after the edit");
     log.for_each_new(|_| {}).expect("audit log");
     let from = Timestamp::now();
     let to = from
@@ -293,10 +285,22 @@ async fn idle_window(c: &IdleContext<'_>, log: &mut AuditLog) {
     let reconciles = c.operator.metric("multus_operator_reconciles_total").await - reconciles;
     let writes = c.operator.metric("multus_operator_api_writes_total").await - writes;
     let beats = c.heartbeats.sent() - beats;
-    // Requests received before the end may be logged a moment later.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    log.for_each_new(|e| tally.add(e, from, to))
+    // Requests received before the end may be logged a moment later: read on until the log
+    // holds one received after it (the heartbeats keep requests coming).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut past_end = false;
+    while !past_end {
+        log.for_each_new(|e| {
+            tally.add(e, from, to);
+            past_end |= audit::received(e).is_some_and(|at| at >= to);
+        })
         .expect("audit log");
+        assert!(
+            past_end || Instant::now() < deadline,
+            "no audit event after the window's end within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let per_hour = 3600.0 / c.idle as f64;
     let label = format!("fleet {n} nodes heartbeating, idle {} s", c.idle);

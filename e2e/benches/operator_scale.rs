@@ -159,12 +159,9 @@ async fn main() {
         &format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"),
     );
     let audit_path = cluster.audit_log();
-    let op = OperatorProcess::start(&launch).await.expect("operator");
-    until("the operator to be ready", LONG, POLL, || async {
-        op.ready().await.then_some(())
-    })
-    .await
-    .expect("ready");
+    let op = OperatorProcess::start_ready(&launch, LONG)
+        .await
+        .expect("operator ready");
     let (_, at) = op.settle(QUIET, LONG).await.expect("settle");
     row(
         &format!(

@@ -135,7 +135,6 @@ pub enum CliError {
     CrdNotEstablished { name: String, seconds: u64 },
 }
 
-/// Runs a parsed command line, writing results to `out` and diagnostics to `err`.
 /// Runs a one-shot command that talks to the cluster, on a runtime of its own, with a client
 /// from the usual kubeconfig lookup (`KUBECONFIG`, `~/.kube/config`, in-cluster).
 fn with_client<T, F, Fut>(command: F) -> Result<T, CliError>
@@ -155,6 +154,7 @@ where
     })
 }
 
+/// Runs a parsed command line, writing results to `out` and diagnostics to `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Run(args) => run::run(args),

@@ -15,24 +15,43 @@ pub fn bundle_configmap(
     bundle: &NodeBundle,
     namespace: &str,
 ) -> Result<ConfigMap, serde_json::Error> {
-    Ok(ConfigMap {
+    Ok(node_configmap(
+        &bundle.manifest.node,
+        namespace,
+        Some(&bundle.manifest.bundle_hash),
+        &[],
+        Some(bundle.to_configmap_data()?),
+    ))
+}
+
+/// A node's bundle ConfigMap: its name, the managed-by label, the node annotation, the bundle
+/// hash annotation when known, `extra` annotations, and `data`.
+pub fn node_configmap(
+    node: &str,
+    namespace: &str,
+    bundle_hash: Option<&str>,
+    extra: &[(&str, String)],
+    data: Option<BTreeMap<String, String>>,
+) -> ConfigMap {
+    let mut annotations = BTreeMap::from([(NODE_ANNOTATION.to_string(), node.to_string())]);
+    if let Some(hash) = bundle_hash {
+        annotations.insert(BUNDLE_HASH_ANNOTATION.to_string(), hash.to_string());
+    }
+    for (key, value) in extra {
+        annotations.insert((*key).to_string(), value.clone());
+    }
+    ConfigMap {
         metadata: ObjectMeta {
-            name: Some(node_configmap_name(&bundle.manifest.node)),
+            name: Some(node_configmap_name(node)),
             namespace: Some(namespace.to_string()),
             labels: Some(BTreeMap::from([(
                 MANAGED_BY_LABEL.to_string(),
                 MANAGED_BY_VALUE.to_string(),
             )])),
-            annotations: Some(BTreeMap::from([
-                (NODE_ANNOTATION.to_string(), bundle.manifest.node.clone()),
-                (
-                    BUNDLE_HASH_ANNOTATION.to_string(),
-                    bundle.manifest.bundle_hash.clone(),
-                ),
-            ])),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         },
-        data: Some(bundle.to_configmap_data()?),
+        data,
         ..ConfigMap::default()
-    })
+    }
 }

@@ -1,8 +1,10 @@
 //! Real node agents for many simulated nodes in one process: each runs through the entry the
 //! `multus-node-agent run` binary uses ([`multus_node_agent::cli::serve`]) with its own node
 //! name, kubeconfig (its own identity, so its own client and watch) and host root. They share
-//! one runtime of their own, shaped like the binary's (two workers), whose threads are named
-//! so that their CPU time can be told apart; dropping [`Agents`] drops every agent task.
+//! one runtime of their own: two workers and tokio's default blocking pool (the binary runs
+//! one thread per agent with at most two blocking threads; a thousand agents need more to
+//! share), its threads named so that their CPU time can be told apart. Dropping [`Agents`]
+//! drops every agent task.
 
 use futures::{StreamExt, TryStreamExt, stream};
 use std::net::SocketAddr;

@@ -8,16 +8,13 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-use multus_crds::bundle::{
-    BUNDLE_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_ANNOTATION, NodeBundle,
-    REMOVE_ANNOTATION, REMOVE_REQUESTED_AT_ANNOTATION, node_configmap_name,
-};
+use multus_crds::bundle::{NodeBundle, REMOVE_ANNOTATION, REMOVE_REQUESTED_AT_ANNOTATION};
 use multus_crds::status::MultusConfigStatus;
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 
 use super::{Context, FIELD_MANAGER, ReconcileError};
 use crate::attachments::Finding;
-use crate::configmap::bundle_configmap;
+use crate::configmap::{bundle_configmap, node_configmap};
 use crate::desired::OwnedConfigMap;
 
 fn apply_params() -> PatchParams {
@@ -68,27 +65,17 @@ pub async fn mark_removal(
         else {
             continue;
         };
-        let mut annotations = BTreeMap::from([
-            (NODE_ANNOTATION.to_string(), node.clone()),
-            (REMOVE_ANNOTATION.to_string(), "true".to_string()),
-            (
-                REMOVE_REQUESTED_AT_ANNOTATION.to_string(),
-                now.0.to_string(),
-            ),
-        ]);
-        if let Some(hash) = &existing.observed.bundle_hash {
-            annotations.insert(BUNDLE_HASH_ANNOTATION.to_string(), hash.clone());
-        }
-        let mut cm = ConfigMap::default();
-        cm.metadata.name = Some(node_configmap_name(node));
-        cm.metadata.namespace = Some(ctx.settings.namespace.clone());
-        cm.metadata.labels = Some(BTreeMap::from([(
-            MANAGED_BY_LABEL.to_string(),
-            MANAGED_BY_VALUE.to_string(),
-        )]));
-        cm.metadata.annotations = Some(annotations);
+        let mut cm = node_configmap(
+            node,
+            &ctx.settings.namespace,
+            existing.observed.bundle_hash.as_deref(),
+            &[
+                (REMOVE_ANNOTATION, "true".to_string()),
+                (REMOVE_REQUESTED_AT_ANNOTATION, now.0.to_string()),
+            ],
+            stored.data,
+        );
         cm.metadata.owner_references = owner_ref(config).map(|o| vec![o]);
-        cm.data = stored.data;
         configmaps(ctx)
             .patch(&name, &apply_params(), &Patch::Apply(&cm))
             .await
