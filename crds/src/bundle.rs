@@ -7,6 +7,19 @@ use std::collections::BTreeMap;
 
 use crate::multus_config::{Mode, ServiceAccountRef};
 
+/// Declares annotation keys that share one prefix, written once: every key is the prefix
+/// followed by its own suffix, so no key can drift outside the prefix that readers filter
+/// on. `pub NAME = "prefix";` also exports the prefix; `prefix "prefix";` does not.
+macro_rules! annotation_keys {
+    (prefix $prefix:literal; $($(#[$doc:meta])* $name:ident = $suffix:literal;)+) => {
+        $($(#[$doc])* pub const $name: &str = concat!($prefix, $suffix);)+
+    };
+    ($(#[$doc:meta])* pub $prefix_name:ident = $prefix:literal; $($keys:tt)+) => {
+        $(#[$doc])* pub const $prefix_name: &str = $prefix;
+        annotation_keys!(prefix $prefix; $($keys)+);
+    };
+}
+
 pub mod feedback;
 
 pub use feedback::AgentState;
@@ -15,34 +28,41 @@ pub use feedback::AgentState;
 pub const FORMAT_VERSION: u32 = 1;
 /// Data key of the manifest inside the ConfigMap.
 pub const MANIFEST_KEY: &str = "manifest.json";
+/// Upper bound for the summed size of a bundle's data, below the 1 MiB object limit so the
+/// metadata and agent annotations still fit.
+pub const MAX_BUNDLE_BYTES: usize = 900 * 1024;
+
 /// Name prefix of node ConfigMaps.
 pub const CONFIGMAP_PREFIX: &str = "multus-node-";
+/// Longest object name the API server accepts for a ConfigMap.
+const MAX_NAME_LEN: usize = 253;
 /// Label every bundle ConfigMap carries (`app.kubernetes.io/managed-by`).
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "multus-operator";
-/// Annotation holding the node name (labels cannot hold 253 characters).
-pub const NODE_ANNOTATION: &str = "operator.multus.dev/node";
-/// Annotation repeating the manifest's `bundleHash`, so that the operator can follow its
-/// ConfigMaps by metadata alone instead of keeping every node's bundle in memory.
-pub const BUNDLE_HASH_ANNOTATION: &str = "operator.multus.dev/bundle-hash";
+
 /// File name of the Multus config for cniVersion < 1.0.0.
 pub const MULTUS_CONF_NAME: &str = "00-multus.conf";
 /// File name of the Multus config for cniVersion >= 1.0.0.
 pub const MULTUS_CONFLIST_NAME: &str = "00-multus.conflist";
 /// File name of the multus-daemon configuration in thick mode.
 pub const DAEMON_CONFIG_NAME: &str = "daemon-config.json";
-/// Upper bound for the summed size of a bundle's data, below the 1 MiB object limit so the
-/// metadata and agent annotations still fit.
-pub const MAX_BUNDLE_BYTES: usize = 900 * 1024;
-/// Longest object name the API server accepts for a ConfigMap.
-const MAX_NAME_LEN: usize = 253;
 
-/// Set by the operator when the node's files must be removed (node no longer selected, or
-/// the MultusConfig is being deleted). The agent removes what it owns and reports
-/// [`AgentState::Removed`]; the operator then deletes the ConfigMap.
-pub const REMOVE_ANNOTATION: &str = "operator.multus.dev/remove";
-/// RFC 3339 time the removal was first requested, for the cleanup timeout.
-pub const REMOVE_REQUESTED_AT_ANNOTATION: &str = "operator.multus.dev/remove-requested-at";
+// The annotations the operator writes on a bundle ConfigMap; the agent's own are in the
+// `feedback` module.
+annotation_keys! {
+    prefix "operator.multus.dev/";
+    /// Annotation holding the node name (labels cannot hold 253 characters).
+    NODE_ANNOTATION = "node";
+    /// Annotation repeating the manifest's `bundleHash`, so that the operator can follow its
+    /// ConfigMaps by metadata alone instead of keeping every node's bundle in memory.
+    BUNDLE_HASH_ANNOTATION = "bundle-hash";
+    /// Set by the operator when the node's files must be removed (node no longer selected, or
+    /// the MultusConfig is being deleted). The agent removes what it owns and reports
+    /// [`AgentState::Removed`]; the operator then deletes the ConfigMap.
+    REMOVE_ANNOTATION = "remove";
+    /// RFC 3339 time the removal was first requested, for the cleanup timeout.
+    REMOVE_REQUESTED_AT_ANNOTATION = "remove-requested-at";
+}
 
 /// The manifest stored under [`MANIFEST_KEY`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

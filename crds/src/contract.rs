@@ -18,6 +18,16 @@ impl FileMode {
     pub fn bits(self) -> u32 {
         self.0
     }
+
+    /// 3 or 4 octal digits; `None` for anything else.
+    fn parse(text: &str) -> Option<FileMode> {
+        let octal =
+            (3..=4).contains(&text.len()) && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        if !octal {
+            return None;
+        }
+        u32::from_str_radix(text, 8).ok().map(FileMode)
+    }
 }
 
 /// A value that is not what its field holds.
@@ -27,24 +37,6 @@ pub struct ContractError {
     pub what: &'static str,
     pub found: String,
     pub expected: &'static str,
-}
-
-impl FromStr for FileMode {
-    type Err = ContractError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || ContractError {
-            what: "file mode",
-            found: text.to_string(),
-            expected: "3 or 4 octal digits, such as 0600",
-        };
-        if !(3..=4).contains(&text.len()) || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-            return Err(error());
-        }
-        u32::from_str_radix(text, 8)
-            .map(FileMode)
-            .map_err(|_| error())
-    }
 }
 
 impl fmt::Display for FileMode {
@@ -102,44 +94,33 @@ impl RefreshBefore {
             RefreshBefore::Duration { amount, unit } => i64::from(amount) * unit.seconds(),
         }
     }
-}
 
-impl FromStr for RefreshBefore {
-    type Err = ContractError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || ContractError {
-            what: "refreshBeforeExpiry",
-            found: text.to_string(),
-            expected: "a percentage from 1% to 99% or a duration such as 90s, 10m or 1h",
+    /// `1%` to `99%`, or a positive count of `s`, `m` or `h`; `None` for anything else.
+    fn parse(text: &str) -> Option<RefreshBefore> {
+        // Digits only, at most 9 of them (so they fit in a u32), and no leading zero, as the
+        // CRD's rule says: `02h` would be read as `2h` and written back differently from what
+        // was given.
+        let number = |s: &str| {
+            let plain = !s.is_empty()
+                && s.len() <= 9
+                && !s.starts_with('0')
+                && s.bytes().all(|b| b.is_ascii_digit());
+            if plain { s.parse::<u32>().ok() } else { None }
         };
-        let digits =
-            |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
         if let Some(p) = text.strip_suffix('%') {
-            if !digits(p) || p.starts_with('0') {
-                return Err(error());
-            }
-            return match p.parse::<u8>() {
-                Ok(p @ 1..=99) => Ok(RefreshBefore::Percent(p)),
-                _ => Err(error()),
-            };
+            let percent = u8::try_from(number(p)?).ok()?;
+            return (1..=99)
+                .contains(&percent)
+                .then_some(RefreshBefore::Percent(percent));
         }
-        let unit = match text.chars().last() {
-            Some('s') => TimeUnit::Seconds,
-            Some('m') => TimeUnit::Minutes,
-            Some('h') => TimeUnit::Hours,
-            _ => return Err(error()),
+        let unit = match text.chars().last()? {
+            's' => TimeUnit::Seconds,
+            'm' => TimeUnit::Minutes,
+            'h' => TimeUnit::Hours,
+            _ => return None,
         };
-        let number = &text[..text.len() - 1];
-        // No leading zero, as for percentages and as the CRD's rule says: `02h` would be
-        // read as `2h` and written back differently from what was given.
-        if !digits(number) || number.starts_with('0') {
-            return Err(error());
-        }
-        match number.parse::<u32>() {
-            Ok(amount) if amount > 0 => Ok(RefreshBefore::Duration { amount, unit }),
-            _ => Err(error()),
-        }
+        let amount = number(&text[..text.len() - 1])?;
+        (amount > 0).then_some(RefreshBefore::Duration { amount, unit })
     }
 }
 
@@ -152,9 +133,23 @@ impl fmt::Display for RefreshBefore {
     }
 }
 
-/// Serde as the text form, through `FromStr` and `Display`.
-macro_rules! text_serde {
-    ($type:ty) => {
+/// The text form of a contract value: `FromStr` through the type's `parse`, refusing other
+/// text with a [`ContractError`] that names the value, and serde as that text through
+/// `FromStr` and `Display`.
+macro_rules! text_form {
+    ($type:ty, what: $what:literal, expected: $expected:literal) => {
+        impl FromStr for $type {
+            type Err = ContractError;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                <$type>::parse(text).ok_or_else(|| ContractError {
+                    what: $what,
+                    found: text.to_string(),
+                    expected: $expected,
+                })
+            }
+        }
+
         impl Serialize for $type {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.collect_str(self)
@@ -170,8 +165,16 @@ macro_rules! text_serde {
     };
 }
 
-text_serde!(FileMode);
-text_serde!(RefreshBefore);
+text_form!(
+    FileMode,
+    what: "file mode",
+    expected: "3 or 4 octal digits, such as 0600"
+);
+text_form!(
+    RefreshBefore,
+    what: "refreshBeforeExpiry",
+    expected: "a percentage from 1% to 99% or a duration such as 90s, 10m or 1h"
+);
 
 #[cfg(test)]
 mod tests {

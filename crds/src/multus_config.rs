@@ -229,7 +229,7 @@ pub struct MultusOptions {
     pub log_level: Option<LogLevel>,
     /// A host path for the Multus log file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('/')").message("logFile must be an absolute path"))]
+    #[x_kube(validation = absolute_file_rule("logFile"))]
     #[schemars(length(max = 1024))]
     pub log_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,7 +252,7 @@ pub struct MultusOptions {
     /// A file whose existence means the primary network is ready; the agent waits for it
     /// and Multus checks it on every call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('/')").message("readinessIndicatorFile must be an absolute path"))]
+    #[x_kube(validation = absolute_file_rule("readinessIndicatorFile"))]
     #[schemars(length(max = 1024))]
     pub readiness_indicator_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,6 +260,13 @@ pub struct MultusOptions {
     /// Extra capabilities, merged with the ones the primary network declares.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capabilities: BTreeMap<String, bool>,
+}
+
+/// The admission rule of a host file that Multus itself opens: an absolute path.
+fn absolute_file_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new("self.startsWith('/')").message(kube::core::Message::Message(format!(
+        "{field} must be an absolute path"
+    )))
 }
 
 /// Which NetworkAttachmentDefinitions become files in `multusConfDir`.

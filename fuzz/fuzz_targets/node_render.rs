@@ -70,6 +70,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(value.is_object(), "{}", file.key);
     }
 
+    let facts = NodeFacts {
+        name: node_name,
+        labels: &labels,
+        annotations: &annotations,
+    };
     for attachment in &catalog.attachments {
         let written = bundle.data.get(&attachment.file_name);
         let failed = rendered
@@ -82,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
             attachment.key(),
             written.is_some()
         );
-        let expected = fill(&attachment.template, node_name, &labels, &annotations);
+        let expected = facts.fill(&attachment.template);
         match (written, expected) {
             (Some(text), Some(expected)) => {
                 let got: Value = serde_json::from_str(text).expect("JSON");
@@ -107,62 +112,58 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(&back, bundle);
 });
 
-/// The template with every placeholder replaced, read as plainly as the documentation
-/// states it: `{{ node.name }}`, `{{ node.labels[KEY] }}`, `{{ node.annotations[KEY] }}`,
-/// spaces allowed inside the braces and around KEY. `None` when a value is missing.
-fn fill(
-    value: &Value,
-    node: &str,
-    labels: &BTreeMap<String, String>,
-    annotations: &BTreeMap<String, String>,
-) -> Option<Value> {
-    Some(match value {
-        Value::String(s) => Value::String(fill_str(s, node, labels, annotations)?),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| fill(v, node, labels, annotations))
-                .collect::<Option<_>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Some((k.clone(), fill(v, node, labels, annotations)?)))
-                .collect::<Option<_>>()?,
-        ),
-        other => other.clone(),
-    })
+/// What the placeholders of a template may name: the node's name, labels and annotations.
+struct NodeFacts<'a> {
+    name: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    annotations: &'a BTreeMap<String, String>,
 }
 
-fn fill_str(
-    text: &str,
-    node: &str,
-    labels: &BTreeMap<String, String>,
-    annotations: &BTreeMap<String, String>,
-) -> Option<String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let inner = &rest[open + 2..];
-        let close = inner.find("}}")?;
-        let expr = inner[..close].trim();
-        let keyed = |prefix: &str| {
-            expr.strip_prefix(prefix)
-                .and_then(|r| r.strip_suffix(']'))
-                .map(str::trim)
-        };
-        let filled = if expr == "node.name" {
-            Some(node)
-        } else if let Some(key) = keyed("node.labels[") {
-            labels.get(key).map(String::as_str)
-        } else if let Some(key) = keyed("node.annotations[") {
-            annotations.get(key).map(String::as_str)
-        } else {
-            None
-        };
-        out.push_str(filled?);
-        rest = &inner[close + 2..];
+impl NodeFacts<'_> {
+    /// The template with every placeholder replaced, read as plainly as the documentation
+    /// states it: `{{ node.name }}`, `{{ node.labels[KEY] }}`, `{{ node.annotations[KEY] }}`,
+    /// spaces allowed inside the braces and around KEY. `None` when a value is missing.
+    fn fill(&self, value: &Value) -> Option<Value> {
+        Some(match value {
+            Value::String(s) => Value::String(self.fill_str(s)?),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.fill(v)).collect::<Option<_>>()?)
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Some((k.clone(), self.fill(v)?)))
+                    .collect::<Option<_>>()?,
+            ),
+            other => other.clone(),
+        })
     }
-    out.push_str(rest);
-    Some(out)
+
+    fn fill_str(&self, text: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            out.push_str(&rest[..open]);
+            let inner = &rest[open + 2..];
+            let close = inner.find("}}")?;
+            let expr = inner[..close].trim();
+            let keyed = |prefix: &str| {
+                expr.strip_prefix(prefix)
+                    .and_then(|r| r.strip_suffix(']'))
+                    .map(str::trim)
+            };
+            let filled = if expr == "node.name" {
+                Some(self.name)
+            } else if let Some(key) = keyed("node.labels[") {
+                self.labels.get(key).map(String::as_str)
+            } else if let Some(key) = keyed("node.annotations[") {
+                self.annotations.get(key).map(String::as_str)
+            } else {
+                None
+            };
+            out.push_str(filled?);
+            rest = &inner[close + 2..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
 }

@@ -50,9 +50,14 @@ pub struct Settings {
 pub enum AgentError {
     #[error("cannot build a Kubernetes client: {0}")]
     Client(#[source] kube::Error),
-    #[error("{0}")]
-    Path(#[from] crate::hostpath::PathError),
-    #[error("{0}")]
+    /// A host path from the command line that cannot be resolved under the host root.
+    #[error("cannot resolve {flag}: {source}")]
+    HostPath {
+        flag: &'static str,
+        #[source]
+        source: crate::hostpath::PathError,
+    },
+    #[error(transparent)]
     State(#[from] crate::owned_files::StateError),
 }
 

@@ -32,8 +32,15 @@ pub enum BoundsError {
     BadName { dir: String, name: String },
     #[error("refusing the bundle: mode {mode:?} of {path} is not an octal mode within 0600")]
     Mode { path: String, mode: String },
+}
+
+/// Why a directory given on the command line (`--allowed-dir`, `--backup-dir`) cannot serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirError {
+    #[error("{0:?} is not an absolute, normalised path")]
+    NotNormal(String),
     #[error(
-        "the backup directory {path} lies inside a directory this agent writes ({allowed}); choose one outside every CNI directory"
+        "{path} lies inside a directory this agent writes ({allowed}); choose one outside every CNI directory"
     )]
     Inside { path: String, allowed: String },
 }
@@ -45,15 +52,12 @@ pub struct AllowedDirs(Vec<String>);
 impl AllowedDirs {
     /// Normalises each directory (trailing slashes dropped); relative paths and `..` are
     /// refused, since they would make the boundary depend on the working directory.
-    pub fn new<S: AsRef<str>>(dirs: &[S]) -> Result<Self, BoundsError> {
+    pub fn new<S: AsRef<str>>(dirs: &[S]) -> Result<Self, DirError> {
         let mut out = Vec::new();
         for dir in dirs {
             let dir = dir.as_ref();
             if !is_normal(dir) {
-                return Err(BoundsError::NotNormal {
-                    what: "allowed directory",
-                    path: dir.to_string(),
-                });
+                return Err(DirError::NotNormal(dir.to_string()));
             }
             out.push(trimmed(dir).to_string());
         }
@@ -137,15 +141,12 @@ impl AllowedDirs {
 
     /// The backup directory of taken-over files must lie outside every directory the agent
     /// writes: libcni would load a backed-up `00-multus.conf` from a CNI directory.
-    pub fn check_backup_dir(&self, dir: &str) -> Result<(), BoundsError> {
+    pub fn check_backup_dir(&self, dir: &str) -> Result<(), DirError> {
         if !is_normal(dir) {
-            return Err(BoundsError::NotNormal {
-                what: "backup directory",
-                path: dir.to_string(),
-            });
+            return Err(DirError::NotNormal(dir.to_string()));
         }
         if self.permits(dir) {
-            return Err(BoundsError::Inside {
+            return Err(DirError::Inside {
                 path: dir.to_string(),
                 allowed: self.0.join(", "),
             });
@@ -350,13 +351,13 @@ mod tests {
         );
         for inside in ["/etc/cni/net.d/backup", "/etc/cni/multus/net.d"] {
             assert!(
-                matches!(a.check_backup_dir(inside), Err(BoundsError::Inside { .. })),
+                matches!(a.check_backup_dir(inside), Err(DirError::Inside { .. })),
                 "{inside}"
             );
         }
         assert!(matches!(
             a.check_backup_dir("var/lib/backup"),
-            Err(BoundsError::NotNormal { .. })
+            Err(DirError::NotNormal(_))
         ));
     }
 }

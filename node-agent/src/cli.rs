@@ -89,9 +89,9 @@ pub enum CliError {
     #[error(transparent)]
     Check(#[from] crate::check::CheckError),
     #[error("invalid --allowed-dir: {0}")]
-    AllowedDir(#[source] crate::bounds::BoundsError),
+    AllowedDir(#[source] crate::bounds::DirError),
     #[error("invalid --backup-dir: {0}")]
-    BackupDir(#[source] crate::bounds::BoundsError),
+    BackupDir(#[source] crate::bounds::DirError),
 }
 
 /// Runs a parsed command line; the report of `check` goes to `out`.

@@ -20,9 +20,9 @@ pub use kubeconfig::{ApiEndpoint, render_kubeconfig};
 pub use schedule::{RETRY_FLOOR, refresh_at};
 
 /// A verified token. `Debug` leaves the token out.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Token {
-    secret: String,
+    secret: Secret,
     /// Unix seconds.
     pub issued_at: i64,
     pub expires_at: i64,
@@ -42,30 +42,36 @@ pub fn issuance(settings: &KubeconfigSettings) -> String {
     )
 }
 
-impl std::fmt::Debug for Token {
+/// The bearer token's text, which `Debug` replaces with a placeholder.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token")
-            .field("issued_at", &self.issued_at)
-            .field("expires_at", &self.expires_at)
-            .field("issued_for", &self.issued_for)
-            .finish_non_exhaustive()
+        f.write_str("<redacted>")
     }
 }
 
 impl Token {
     pub fn secret(&self) -> &str {
-        &self.secret
+        &self.secret.0
     }
 
     /// A token as a request would return it (tests of the schedule, fuzzing of the writer).
     pub fn new(secret: String, issued_at: i64, expires_at: i64, issued_for: String) -> Token {
         Token {
-            secret,
+            secret: Secret(secret),
             issued_at,
             expires_at,
             issued_for,
         }
     }
+}
+
+/// The token the unit tests build on: secret `s3cr3t`, issued for nothing in particular.
+#[cfg(test)]
+pub(crate) fn test_token(issued_at: i64, expires_at: i64) -> Token {
+    Token::new("s3cr3t".into(), issued_at, expires_at, String::new())
 }
 
 /// Token errors; none of them carries the token.
@@ -156,12 +162,7 @@ pub async fn request(
         .expiration_timestamp
         .map(|t| t.0.as_second())
         .unwrap_or(now + settings.expiration_seconds);
-    let token = Token {
-        secret,
-        issued_at: now,
-        expires_at,
-        issued_for: issuance(settings),
-    };
+    let token = Token::new(secret, now, expires_at, issuance(settings));
     verify(kube_config, &account, &token).await?;
     Ok(token)
 }
@@ -259,12 +260,7 @@ pub async fn adopt(
             return None;
         }
     }
-    let token = Token {
-        issued_at,
-        expires_at,
-        secret,
-        issued_for: issuance(settings),
-    };
+    let token = Token::new(secret, issued_at, expires_at, issuance(settings));
     let account = account_name(settings);
     verify(kube_config, &account, &token).await.ok()?;
     Some(token)
@@ -289,7 +285,7 @@ mod tests {
 
     #[test]
     fn the_token_never_shows_in_debug_output() {
-        let t = Token::new("s3cr3t".into(), 0, 10, String::new());
+        let t = test_token(0, 10);
         assert!(!format!("{t:?}").contains("s3cr3t"));
     }
 }

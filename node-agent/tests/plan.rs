@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use multus_crds::bundle::{AgentState, NodeBundle};
+use multus_crds::bundle::{AgentState, DAEMON_CONFIG_NAME, NodeBundle};
 use multus_node_agent::owned_files::OwnedFiles;
-use multus_node_agent::plan::{NodeView, PrimaryView, Step, Upstream, plan_apply, plan_removal};
+use multus_node_agent::plan::{
+    NodeView, Plan, PrimaryView, Step, Upstream, plan_apply, plan_removal,
+};
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -50,6 +52,19 @@ fn view(primary: PrimaryView) -> NodeView {
     }
 }
 
+/// The golden bundle planned onto `node` by an agent that owns no file yet.
+fn plan_fresh(node: &NodeView, upstream: Upstream) -> Plan {
+    plan_apply(&bundle(), node, &OwnedFiles::default(), upstream)
+}
+
+/// Plans `node` like [`plan_fresh`] without a take-over, checks that nothing would be
+/// touched, and returns the state and message reported instead.
+fn nothing_planned(node: &NodeView) -> (AgentState, String) {
+    let plan = plan_fresh(node, Upstream::Refuse);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    (plan.state, plan.message.unwrap_or_default())
+}
+
 fn paths(steps: &[Step]) -> Vec<String> {
     steps
         .iter()
@@ -63,12 +78,7 @@ fn paths(steps: &[Step]) -> Vec<String> {
 
 #[test]
 fn a_full_apply_writes_kubeconfig_then_attachments_then_the_multus_config() {
-    let plan = plan_apply(
-        &bundle(),
-        &view(calico()),
-        &OwnedFiles::default(),
-        Upstream::Refuse,
-    );
+    let plan = plan_fresh(&view(calico()), Upstream::Refuse);
     assert_eq!(plan.state, AgentState::Applied);
     assert_eq!(plan.primary.as_deref(), Some("10-calico.conflist"));
     assert_eq!(
@@ -90,63 +100,29 @@ fn a_full_apply_writes_kubeconfig_then_attachments_then_the_multus_config() {
 
 #[test]
 fn nothing_is_written_while_the_primary_or_readiness_file_is_missing() {
-    let plan = plan_apply(
-        &bundle(),
-        &view(PrimaryView::Missing),
-        &OwnedFiles::default(),
-        Upstream::Refuse,
-    );
-    assert_eq!(plan.state, AgentState::WaitingForPrimary);
-    assert!(plan.steps.is_empty());
-    assert!(
-        plan.message
-            .unwrap()
-            .contains("waiting for a primary CNI config in /etc/cni/net.d")
-    );
+    let (state, message) = nothing_planned(&view(PrimaryView::Missing));
+    assert_eq!(state, AgentState::WaitingForPrimary);
+    assert!(message.contains("waiting for a primary CNI config in /etc/cni/net.d"));
 
     let mut not_ready = view(calico());
     not_ready.readiness_ok = false;
-    let plan = plan_apply(
-        &bundle(),
-        &not_ready,
-        &OwnedFiles::default(),
-        Upstream::Refuse,
-    );
-    assert_eq!(plan.state, AgentState::WaitingForPrimary);
-    assert!(plan.steps.is_empty());
+    assert_eq!(nothing_planned(&not_ready).0, AgentState::WaitingForPrimary);
 }
 
 #[test]
 fn without_a_verified_token_nothing_is_written() {
     let mut no_token = view(calico());
     no_token.kubeconfig = None;
-    let plan = plan_apply(
-        &bundle(),
-        &no_token,
-        &OwnedFiles::default(),
-        Upstream::Refuse,
-    );
-    assert_eq!(plan.state, AgentState::Failed);
-    assert!(plan.steps.is_empty());
+    assert_eq!(nothing_planned(&no_token).0, AgentState::Failed);
 }
 
 #[test]
 fn a_file_the_agent_does_not_own_is_never_overwritten() {
     let mut foreign = view(calico());
     foreign.existing = vec!["/etc/cni/net.d/00-multus.conf".into()];
-    let plan = plan_apply(
-        &bundle(),
-        &foreign,
-        &OwnedFiles::default(),
-        Upstream::Refuse,
-    );
-    assert_eq!(plan.state, AgentState::Failed);
-    assert!(plan.steps.is_empty());
-    assert!(
-        plan.message
-            .unwrap()
-            .contains("refusing to overwrite /etc/cni/net.d/00-multus.conf")
-    );
+    let (state, message) = nothing_planned(&foreign);
+    assert_eq!(state, AgentState::Failed);
+    assert!(message.contains("refusing to overwrite /etc/cni/net.d/00-multus.conf"));
 }
 
 #[test]
@@ -164,20 +140,14 @@ fn owned_files_the_bundle_dropped_are_removed_after_the_writes() {
 
 #[test]
 fn removal_goes_multus_config_first_attachments_next_kubeconfig_last() {
-    let b = bundle();
-    let first = plan_apply(
-        &b,
-        &view(calico()),
-        &OwnedFiles::default(),
-        Upstream::Refuse,
-    );
+    let first = plan_fresh(&view(calico()), Upstream::Refuse);
     let mut owned = OwnedFiles::default();
     for step in &first.steps {
         if let Step::Write { path, .. } = step {
             owned.files.insert(path.clone());
         }
     }
-    let plan = plan_removal(Some(&b), &owned);
+    let plan = plan_removal(Some(&bundle()), &owned);
     assert_eq!(plan.state, AgentState::Removed);
     assert_eq!(
         paths(&plan.steps),
@@ -197,7 +167,7 @@ fn debug_output_of_a_plan_and_its_view_never_shows_the_kubeconfig_token() {
     node.kubeconfig = Some(format!(
         "apiVersion: v1\nkind: Config\nusers:\n- name: multus\n  user:\n    token: {secret}\n"
     ));
-    let plan = plan_apply(&bundle(), &node, &OwnedFiles::default(), Upstream::Refuse);
+    let plan = plan_fresh(&node, Upstream::Refuse);
     let Step::Write { bytes, .. } = &plan.steps[0] else {
         panic!("the kubeconfig is written first")
     };
@@ -225,13 +195,10 @@ fn a_daemon_config_that_is_not_a_json_object_is_refused_and_nothing_is_written()
         AgentState::Applied
     );
     let mut broken = good.clone();
-    let key = broken
+    let replaced = broken
         .data
-        .keys()
-        .find(|k| k.contains("daemon-config"))
-        .cloned()
-        .unwrap();
-    broken.data.insert(key, "[\"not\", \"an object\"]".into());
+        .insert(DAEMON_CONFIG_NAME.into(), "[\"not\", \"an object\"]".into());
+    assert!(replaced.is_some(), "the thick bundle has a daemon config");
     let plan = plan_apply(&broken, &node, &OwnedFiles::default(), Upstream::Refuse);
     assert_eq!(plan.state, AgentState::Failed);
     assert!(plan.steps.is_empty());
@@ -255,18 +222,21 @@ fn after_upstream(multus_config: &str) -> NodeView {
     node
 }
 
+/// The step paths of taking over from upstream, which left `multus_config`; the take-over
+/// must apply.
+fn take_over_steps(multus_config: &str) -> Vec<String> {
+    let plan = plan_fresh(&after_upstream(multus_config), Upstream::TakeOver);
+    assert_eq!(plan.state, AgentState::Applied, "{:?}", plan.message);
+    paths(&plan.steps)
+}
+
 #[test]
 fn upstreams_files_are_left_alone_without_the_take_over_value_which_the_message_names() {
     for left in [
         "/etc/cni/net.d/00-multus.conf",
         "/etc/cni/net.d/00-multus.conflist",
     ] {
-        let plan = plan_apply(
-            &bundle(),
-            &after_upstream(left),
-            &OwnedFiles::default(),
-            Upstream::Refuse,
-        );
+        let plan = plan_fresh(&after_upstream(left), Upstream::Refuse);
         assert_eq!(plan.state, AgentState::Failed, "{left}");
         assert!(plan.steps.is_empty(), "{left}: nothing is touched");
         let message = plan.message.unwrap();
@@ -280,15 +250,8 @@ fn upstreams_files_are_left_alone_without_the_take_over_value_which_the_message_
 
 #[test]
 fn taking_over_backs_up_first_then_replaces_in_place() {
-    let plan = plan_apply(
-        &bundle(),
-        &after_upstream("/etc/cni/net.d/00-multus.conf"),
-        &OwnedFiles::default(),
-        Upstream::TakeOver,
-    );
-    assert_eq!(plan.state, AgentState::Applied, "{:?}", plan.message);
     assert_eq!(
-        paths(&plan.steps),
+        take_over_steps("/etc/cni/net.d/00-multus.conf"),
         vec![
             "backup /etc/cni/net.d/00-multus.conf".to_string(),
             format!("backup {KUBECONFIG}"),
@@ -303,14 +266,7 @@ fn taking_over_backs_up_first_then_replaces_in_place() {
 
 #[test]
 fn an_upstream_config_under_another_name_goes_only_after_ours_is_written() {
-    let plan = plan_apply(
-        &bundle(),
-        &after_upstream("/etc/cni/net.d/00-multus.conflist"),
-        &OwnedFiles::default(),
-        Upstream::TakeOver,
-    );
-    assert_eq!(plan.state, AgentState::Applied, "{:?}", plan.message);
-    let steps = paths(&plan.steps);
+    let steps = take_over_steps("/etc/cni/net.d/00-multus.conflist");
     assert_eq!(steps[0], "backup /etc/cni/net.d/00-multus.conflist");
     let ours = steps
         .iter()

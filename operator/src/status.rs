@@ -82,148 +82,81 @@ pub fn compute(
         .map(|f| format!("node {} failing: {}", f.node, f.message));
     let waiting = count(|s| matches!(s, NodeState::Waiting));
 
-    let mut conditions = Vec::new();
-    let (ready_status, ready_reason, ready_message) =
-        if let Some((reason, message)) = &findings.spec_error {
-            ("False", reason.clone(), message.clone())
-        } else if findings.cleanup.is_some() {
-            (
-                "False",
-                "Deleting".into(),
-                findings.cleanup.clone().unwrap_or_default(),
-            )
-        } else if ready == selected {
-            (
-                "True",
-                "AllNodesReady".into(),
-                format!("{ready}/{selected} nodes ready"),
-            )
-        } else {
-            (
-                "False",
-                "NodesNotReady".into(),
-                format!("{ready}/{selected} nodes ready"),
-            )
-        };
-    conditions.push(cond(
-        condition::READY,
-        ready_status,
-        &ready_reason,
-        &ready_message,
-    ));
+    let readiness = if let Some((reason, message)) = &findings.spec_error {
+        Verdict::false_because(reason, message)
+    } else if let Some(cleanup) = &findings.cleanup {
+        Verdict::false_because("Deleting", cleanup)
+    } else if ready == selected {
+        Verdict::true_because("AllNodesReady", format!("{ready}/{selected} nodes ready"))
+    } else {
+        Verdict::false_because("NodesNotReady", format!("{ready}/{selected} nodes ready"))
+    };
 
-    let (p_status, p_reason, p_message) = if findings.halted {
-        (
-            "False",
-            "RolloutHalted",
-            first_failure.clone().unwrap_or_default(),
-        )
+    let progress = if findings.halted {
+        Verdict::false_because("RolloutHalted", first_failure.clone().unwrap_or_default())
     } else if pending > 0 || updated > ready + failing {
-        (
-            "True",
+        Verdict::true_because(
             "RollingOut",
             format!(
                 "{updated}/{selected} nodes updated, {ready} ready, {waiting} waiting for their primary network"
             ),
         )
     } else {
-        (
-            "False",
+        Verdict::false_because(
             "RolloutComplete",
             format!("{updated}/{selected} nodes updated"),
         )
     };
-    conditions.push(cond(condition::PROGRESSING, p_status, p_reason, &p_message));
 
     let degraded = match (&findings.spec_error, &first_failure) {
-        (Some((reason, message)), _) => ("True", reason.clone(), message.clone()),
-        (None, Some(message)) => (
-            "True",
-            "NodesFailing".to_string(),
-            format!("{failing} failing; {message}"),
-        ),
-        (None, None) => (
-            "False",
-            "AsExpected".to_string(),
-            "no node is failing".to_string(),
-        ),
+        (Some((reason, message)), _) => Verdict::true_because(reason, message),
+        (None, Some(message)) => {
+            Verdict::true_because("NodesFailing", format!("{failing} failing; {message}"))
+        }
+        (None, None) => Verdict::false_because("AsExpected", "no node is failing"),
     };
-    conditions.push(cond(
-        condition::DEGRADED,
-        degraded.0,
-        &degraded.1,
-        &degraded.2,
-    ));
 
-    let conflicted = if findings.conflicted.is_empty() {
-        (
-            "False",
-            "NoConflict".to_string(),
-            "no selected node is owned by another MultusConfig".to_string(),
-        )
-    } else {
-        let list: Vec<String> = findings
+    let conflicted = Verdict::listing(
+        findings
             .conflicted
             .iter()
             .map(|(node, owner)| format!("{node} (owned by {owner})"))
-            .collect();
+            .collect(),
         (
-            "True",
-            "NodesOwnedElsewhere".to_string(),
-            format!(
-                "selected nodes owned by an older MultusConfig: {}",
-                list.join(", ")
-            ),
-        )
-    };
-    conditions.push(cond(
-        condition::CONFLICTED,
-        conflicted.0,
-        &conflicted.1,
-        &conflicted.2,
-    ));
-
-    let invalid = if findings.rejected.is_empty() {
+            "NodesOwnedElsewhere",
+            "selected nodes owned by an older MultusConfig: ",
+        ),
         (
-            "False",
-            "AllValid",
-            "every selected attachment is valid".to_string(),
-        )
-    } else {
-        let list: Vec<String> = findings
+            "NoConflict",
+            "no selected node is owned by another MultusConfig",
+        ),
+    );
+    let invalid = Verdict::listing(
+        findings
             .rejected
             .iter()
             .map(|r| format!("{} ({})", r.name, r.reason))
-            .collect();
-        (
-            "True",
-            "AttachmentsRejected",
-            format!("not written to any node: {}", list.join(", ")),
-        )
-    };
-    conditions.push(cond(
-        condition::INVALID_ATTACHMENTS,
-        invalid.0,
-        invalid.1,
-        &invalid.2,
-    ));
-
+            .collect(),
+        ("AttachmentsRejected", "not written to any node: "),
+        ("AllValid", "every selected attachment is valid"),
+    );
     let warned = if findings.warnings.is_empty() {
-        (
-            "False",
-            "NoWarnings",
-            "no attachment lint warnings".to_string(),
-        )
+        Verdict::false_because("NoWarnings", "no attachment lint warnings")
     } else {
-        ("True", "LintWarnings", findings.warnings.join("; "))
+        Verdict::true_because("LintWarnings", findings.warnings.join("; "))
     };
-    conditions.push(cond(
-        condition::ATTACHMENT_WARNINGS,
-        warned.0,
-        warned.1,
-        &warned.2,
-    ));
 
+    let mut conditions: Vec<Condition> = [
+        (condition::READY, &readiness),
+        (condition::PROGRESSING, &progress),
+        (condition::DEGRADED, &degraded),
+        (condition::CONFLICTED, &conflicted),
+        (condition::INVALID_ATTACHMENTS, &invalid),
+        (condition::ATTACHMENT_WARNINGS, &warned),
+    ]
+    .into_iter()
+    .map(|(type_, verdict)| verdict.condition(type_))
+    .collect();
     for c in &mut conditions {
         c.observed_generation = findings.generation;
         let previous = old.and_then(|o| o.conditions.iter().find(|p| p.type_ == c.type_));
@@ -240,11 +173,11 @@ pub fn compute(
     } else if let Some(failure) = &first_failure {
         failure.clone()
     } else if pending > 0 || updated > ready {
-        p_message.clone()
+        progress.message
     } else if !findings.conflicted.is_empty() {
-        conflicted.2.clone()
+        conflicted.message
     } else if !findings.rejected.is_empty() {
-        invalid.2.clone()
+        invalid.message
     } else {
         format!("{ready}/{selected} nodes ready")
     };
@@ -268,14 +201,49 @@ pub fn compute(
     }
 }
 
-fn cond(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message: truncate(message.to_string(), 1024),
-        observed_generation: None,
-        last_transition_time: Time(Default::default()),
+/// What one condition says, before it gets its type, generation and transition time.
+struct Verdict {
+    status: bool,
+    reason: String,
+    message: String,
+}
+
+impl Verdict {
+    fn true_because(reason: impl Into<String>, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn false_because(reason: impl Into<String>, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status: false,
+            ..Verdict::true_because(reason, message)
+        }
+    }
+
+    /// `True` while anything is listed: the `raised` reason, and its message lead followed by
+    /// the list; `False` with the `calm` reason and message when the list is empty.
+    fn listing(listed: Vec<String>, raised: (&str, &str), calm: (&str, &str)) -> Verdict {
+        if listed.is_empty() {
+            Verdict::false_because(calm.0, calm.1)
+        } else {
+            Verdict::true_because(raised.0, format!("{}{}", raised.1, listed.join(", ")))
+        }
+    }
+
+    /// The condition of type `type_`, its message cut to 1024 bytes.
+    fn condition(&self, type_: &str) -> Condition {
+        Condition {
+            type_: type_.to_string(),
+            status: if self.status { "True" } else { "False" }.to_string(),
+            reason: self.reason.clone(),
+            message: truncate(self.message.clone(), 1024),
+            observed_generation: None,
+            last_transition_time: Time(Default::default()),
+        }
     }
 }
 

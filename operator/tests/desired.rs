@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use multus_crds::MultusConfig;
 use multus_crds::bundle::{AgentState, feedback};
-use multus_operator::desired::{OwnedConfigMap, Snapshot, decide, decide_cleanup};
+use multus_operator::desired::{Decisions, OwnedConfigMap, Snapshot, decide, decide_cleanup};
 use multus_operator::render::RenderDefaults;
 use multus_operator::rollout::NodeState;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// When most removal marks in these tests were set.
+const MARKED: &str = "2026-01-01T00:00:00Z";
 
 fn config() -> MultusConfig {
     serde_saphyr::from_str(
@@ -67,6 +69,14 @@ fn snapshot<'a>(
     }
 }
 
+/// `decide_cleanup` at `now`, with the named nodes still in the cluster: the decisions and
+/// the nodes cleanup still waits for.
+fn cleanup_at(now: &str, live: &[&str], owned: Vec<OwnedConfigMap>) -> (Decisions, Vec<String>) {
+    let c = config();
+    let nodes: Vec<Node> = live.iter().map(|name| node(name, "a")).collect();
+    decide_cleanup(&snapshot(&c, &nodes, owned, now), TIMEOUT)
+}
+
 #[test]
 fn new_nodes_are_written_and_counted_as_updating() {
     let c = config();
@@ -93,16 +103,8 @@ fn removal_is_marked_then_confirmed_or_timed_out_and_gone_nodes_go_at_once() {
     ];
     let owned_cms = vec![
         owned("unmarked", None, Some(AgentState::Applied)),
-        owned(
-            "confirmed",
-            Some("2026-01-01T00:00:00Z"),
-            Some(AgentState::Removed),
-        ),
-        owned(
-            "silent",
-            Some("2026-01-01T00:00:00Z"),
-            Some(AgentState::Applied),
-        ),
+        owned("confirmed", Some(MARKED), Some(AgentState::Removed)),
+        owned("silent", Some(MARKED), Some(AgentState::Applied)),
         owned(
             "late",
             Some("2026-01-01T00:04:00Z"),
@@ -135,21 +137,12 @@ fn removal_is_marked_then_confirmed_or_timed_out_and_gone_nodes_go_at_once() {
 
 #[test]
 fn cleanup_waits_for_every_live_node_that_has_not_confirmed() {
-    let c = config();
-    let nodes = [node("n1", "a"), node("n2", "a")];
     let owned_cms = vec![
-        owned(
-            "n1",
-            Some("2026-01-01T00:00:00Z"),
-            Some(AgentState::Removed),
-        ),
+        owned("n1", Some(MARKED), Some(AgentState::Removed)),
         owned("n2", None, Some(AgentState::Applied)),
-        owned("gone", Some("2026-01-01T00:00:00Z"), None),
+        owned("gone", Some(MARKED), None),
     ];
-    let (d, pending) = decide_cleanup(
-        &snapshot(&c, &nodes, owned_cms, "2026-01-01T00:00:10Z"),
-        TIMEOUT,
-    );
+    let (d, pending) = cleanup_at("2026-01-01T00:00:10Z", &["n1", "n2"], owned_cms);
     assert_eq!(d.mark_removal, vec!["n2"]);
     assert_eq!(pending, vec!["n2"]);
     assert!(
@@ -162,24 +155,11 @@ fn cleanup_waits_for_every_live_node_that_has_not_confirmed() {
 
 #[test]
 fn cleanup_that_times_out_on_a_node_says_so_instead_of_claiming_confirmation() {
-    let c = config();
-    let nodes = [node("n1", "a"), node("offline", "a")];
     let owned_cms = vec![
-        owned(
-            "n1",
-            Some("2026-01-01T00:00:00Z"),
-            Some(AgentState::Removed),
-        ),
-        owned(
-            "offline",
-            Some("2026-01-01T00:00:00Z"),
-            Some(AgentState::Applied),
-        ),
+        owned("n1", Some(MARKED), Some(AgentState::Removed)),
+        owned("offline", Some(MARKED), Some(AgentState::Applied)),
     ];
-    let (d, pending) = decide_cleanup(
-        &snapshot(&c, &nodes, owned_cms, "2026-01-01T00:05:01Z"),
-        TIMEOUT,
-    );
+    let (d, pending) = cleanup_at("2026-01-01T00:05:01Z", &["n1", "offline"], owned_cms);
     assert!(pending.is_empty(), "the timeout releases the finalizer");
     assert_eq!(d.given_up, vec!["offline"]);
     let message = d.findings.cleanup.unwrap();

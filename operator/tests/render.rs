@@ -57,6 +57,19 @@ fn render(inputs: &Inputs, node: &str) -> Result<NodeRender, RenderError> {
     )
 }
 
+/// The bundle `worker-1` gets from `cluster.yaml` and `fixture`, and its Multus config as
+/// JSON.
+fn worker_bundle(fixture: &str) -> (NodeBundle, Value) {
+    let bundle = render(&inputs(&["cluster.yaml", fixture]), "worker-1")
+        .expect("the fixture renders")
+        .bundle;
+    let (_, text) = bundle
+        .file(FileRole::MultusConfig)
+        .expect("every bundle has a Multus config");
+    let config = serde_json::from_str(text).expect("the Multus config is JSON");
+    (bundle, config)
+}
+
 /// Compares every file of a bundle (and the manifest) with `golden/<case>/`.
 fn assert_golden(case: &str, bundle: &NodeBundle, extra: &[(&str, String)]) {
     let dir = testdata().join("golden").join(case);
@@ -133,13 +146,12 @@ fn golden_bundles_for_every_mode_and_primary_source() {
 
 #[test]
 fn thin_config_embeds_paths_kubeconfig_and_an_explicit_conf_dir() {
-    let rendered = render(&inputs(&["cluster.yaml", "thin-auto.yaml"]), "worker-1").unwrap();
-    let (file, text) = rendered.bundle.file(FileRole::MultusConfig).unwrap();
+    let (bundle, v) = worker_bundle("thin-auto.yaml");
+    let (file, _) = bundle.file(FileRole::MultusConfig).unwrap();
     assert_eq!(
         (file.dir.as_str(), file.name.as_str()),
         ("/etc/cni/net.d", "00-multus.conf")
     );
-    let v: Value = serde_json::from_str(text).unwrap();
     assert_eq!(v["type"], "multus");
     assert_eq!(v["confDir"], "/etc/cni/multus/net.d");
     assert_eq!(v["kubeconfig"], "/etc/cni/net.d/multus.d/multus.kubeconfig");
@@ -147,19 +159,17 @@ fn thin_config_embeds_paths_kubeconfig_and_an_explicit_conf_dir() {
         v.get("delegates").is_none(),
         "the agent adds the node's primary"
     );
-    let completed: Value = serde_json::from_str(&complete_with_calico(&rendered.bundle)).unwrap();
+    let completed: Value = serde_json::from_str(&complete_with_calico(&bundle)).unwrap();
     assert_eq!(completed["delegates"][0]["name"], "k8s-pod-network");
     assert_eq!(completed["capabilities"]["portMappings"], true);
 }
 
 #[test]
 fn thick_config_uses_the_shim_and_a_daemon_config_that_keeps_the_daemon_off_our_file() {
-    let rendered = render(&inputs(&["cluster.yaml", "thick-auto.yaml"]), "worker-1").unwrap();
-    let (_, shim) = rendered.bundle.file(FileRole::MultusConfig).unwrap();
-    let shim: Value = serde_json::from_str(shim).unwrap();
+    let (bundle, shim) = worker_bundle("thick-auto.yaml");
     assert_eq!(shim["type"], "multus-shim");
     assert_eq!(shim["daemonSocketDir"], "/run/multus");
-    let (file, daemon) = rendered.bundle.file(FileRole::DaemonConfig).unwrap();
+    let (file, daemon) = bundle.file(FileRole::DaemonConfig).unwrap();
     assert_eq!(file.dir, "/etc/cni/net.d/multus.d");
     let daemon: Value = serde_json::from_str(daemon).unwrap();
     // Upstream's daemon exits right after it starts serving when multusConfigFile names a
@@ -174,13 +184,13 @@ fn thick_config_uses_the_shim_and_a_daemon_config_that_keeps_the_daemon_off_our_
     assert_eq!(daemon["multusMasterCNI"], "daemon-config.json");
     assert_eq!(daemon["cniConfigDir"], "/host/etc/cni/net.d/multus.d");
     assert_eq!(daemon["confDir"], "/host/etc/cni/multus/net.d");
-    let completed: Value = serde_json::from_str(&complete_with_calico(&rendered.bundle)).unwrap();
+    let completed: Value = serde_json::from_str(&complete_with_calico(&bundle)).unwrap();
     assert_eq!(
         completed["clusterNetwork"],
         "/host/etc/cni/net.d/10-calico.conflist"
     );
     assert_eq!(
-        rendered.bundle.manifest.primary,
+        bundle.manifest.primary,
         PrimaryRule::Auto {
             dir: "/etc/cni/net.d".into(),
             exclude: vec!["*istio*".into()]
@@ -214,16 +224,14 @@ fn primary_sources_become_the_documented_rules() {
         ),
     ];
     for (fixture, want) in table {
-        let rendered = render(&inputs(&["cluster.yaml", fixture]), "worker-1").unwrap();
-        assert_eq!(rendered.bundle.manifest.primary, want, "{fixture}");
+        let (bundle, _) = worker_bundle(fixture);
+        assert_eq!(bundle.manifest.primary, want, "{fixture}");
     }
 }
 
 #[test]
 fn a_nad_primary_is_rendered_complete_as_a_bare_name_in_its_namespace() {
-    let rendered = render(&inputs(&["cluster.yaml", "thin-nad.yaml"]), "worker-1").unwrap();
-    let (_, text) = rendered.bundle.file(FileRole::MultusConfig).unwrap();
-    let v: Value = serde_json::from_str(text).unwrap();
+    let (_, v) = worker_bundle("thin-nad.yaml");
     assert_eq!(v["clusterNetwork"], "pod-network");
     assert_eq!(v["multusNamespace"], "kube-system");
     assert_eq!(
@@ -236,10 +244,9 @@ fn a_nad_primary_is_rendered_complete_as_a_bare_name_in_its_namespace() {
 
 #[test]
 fn cni_version_1_0_0_gives_a_conflist_with_multus_inside_plugins() {
-    let rendered = render(&inputs(&["cluster.yaml", "conflist-v1.yaml"]), "worker-1").unwrap();
-    let (file, text) = rendered.bundle.file(FileRole::MultusConfig).unwrap();
+    let (bundle, v) = worker_bundle("conflist-v1.yaml");
+    let (file, _) = bundle.file(FileRole::MultusConfig).unwrap();
     assert_eq!(file.name, "00-multus.conflist");
-    let v: Value = serde_json::from_str(text).unwrap();
     assert_eq!(v["cniVersion"], "1.0.0");
     assert_eq!(v["plugins"][0]["type"], "multus");
     assert_eq!(v["plugins"][0]["capabilities"]["ips"], true);
@@ -322,6 +329,16 @@ spec:
   primary: { auto: {} }
   attachments: {}
 "#;
+
+/// A MultusConfig `default` whose spec is `spec`, a YAML flow mapping.
+fn config_with_spec(spec: &str) -> String {
+    format!(
+        "apiVersion: operator.multus.dev/v1alpha1\nkind: MultusConfig\nmetadata: {{ name: default }}\nspec: {spec}\n"
+    )
+}
+
+/// Node `n1`, as a YAML document to append.
+const NODE_N1: &str = "---\napiVersion: v1\nkind: Node\nmetadata: { name: n1 }\n";
 
 fn nad(ns: &str, name: &str, created: &str, config: &str) -> String {
     let config = serde_json::to_string(config).unwrap();
@@ -460,6 +477,11 @@ fn an_invalid_nad_never_reaches_any_bundle() {
 const ASKING_DEVICE_INFO: &str =
     r#"{"cniVersion":"0.3.1","type":"host-device","capabilities":{"CNIDeviceInfoFile":true}}"#;
 
+/// A NAD `ns/name` whose config asks Multus for a device-info file.
+fn nad_asking_device_info(ns: &str, name: &str) -> String {
+    nad(ns, name, "2026-01-01T00:00:00Z", ASKING_DEVICE_INFO)
+}
+
 /// Every lint warning of a catalog, as (NAD, reason).
 fn warnings(catalog: &Catalog) -> Vec<(&str, Reason)> {
     catalog
@@ -471,12 +493,13 @@ fn warnings(catalog: &Catalog) -> Vec<(&str, Reason)> {
 
 #[test]
 fn device_info_without_a_resource_name_is_a_warning_not_silence() {
-    let asking = ASKING_DEVICE_INFO;
-    let yaml = format!(
-        "{CONFIG_ALL_NADS}{}---\napiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: with-resource\n  namespace: sriov\n  annotations: {{ k8s.v1.cni.cncf.io/resourceName: intel.com/sriov }}\nspec:\n  config: '{asking}'\n",
-        nad("sriov", "no-resource", "2026-01-01T00:00:00Z", asking),
+    let with_resource = format!(
+        "---\napiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: with-resource\n  namespace: sriov\n  annotations: {{ k8s.v1.cni.cncf.io/resourceName: intel.com/sriov }}\nspec:\n  config: '{ASKING_DEVICE_INFO}'\n"
     );
-    let catalog = catalog_of(&inline(&yaml));
+    let without_resource = nad_asking_device_info("sriov", "no-resource");
+    let catalog = catalog_of(&inline(&format!(
+        "{CONFIG_ALL_NADS}{without_resource}{with_resource}"
+    )));
     assert_eq!(catalog.attachments.len(), 2, "warnings do not block");
     let flagged: Vec<(&str, Reason)> = warnings(&catalog)
         .into_iter()
@@ -491,7 +514,7 @@ fn device_info_without_a_resource_name_is_a_warning_not_silence() {
 #[test]
 fn a_config_name_that_differs_from_the_nad_name_is_replaced_and_flagged() {
     let yaml = format!(
-        "{CONFIG_ALL_NADS}{}---\napiVersion: v1\nkind: Node\nmetadata: {{ name: n1 }}\n",
+        "{CONFIG_ALL_NADS}{}{NODE_N1}",
         nad(
             "team-b",
             "fast",
@@ -545,43 +568,22 @@ fn the_same_input_renders_the_same_bytes_whatever_the_input_order() {
 
 #[test]
 fn spec_errors_stop_the_bundle_with_a_typed_error() {
-    let missing_primary = inline(
-        r#"
-apiVersion: operator.multus.dev/v1alpha1
-kind: MultusConfig
-metadata: { name: default }
-spec:
-  primary: { networkAttachment: kube-system/nowhere }
----
-apiVersion: v1
-kind: Node
-metadata: { name: n1 }
-"#,
-    );
+    let missing_primary = inline(&format!(
+        "{}{NODE_N1}",
+        config_with_spec("{ primary: { networkAttachment: kube-system/nowhere } }")
+    ));
     let err = render(&missing_primary, "n1").unwrap_err();
     assert!(
         matches!(err, RenderError::PrimaryNotFound { ref nad } if nad == "kube-system/nowhere")
     );
 
-    let namespace_mismatch = inline(
-        r#"
-apiVersion: operator.multus.dev/v1alpha1
-kind: MultusConfig
-metadata: { name: default }
-spec:
-  primary: { networkAttachment: kube-system/pod }
-  multus: { multusNamespace: other }
----
-apiVersion: v1
-kind: Node
-metadata: { name: n1 }
----
-apiVersion: k8s.cni.cncf.io/v1
-kind: NetworkAttachmentDefinition
-metadata: { name: pod, namespace: kube-system }
-spec: { config: '{"cniVersion":"0.3.1","type":"bridge"}' }
-"#,
-    );
+    let namespace_mismatch = inline(&format!(
+        "{}{NODE_N1}{}",
+        config_with_spec(
+            "{ primary: { networkAttachment: kube-system/pod }, multus: { multusNamespace: other } }"
+        ),
+        nad("kube-system", "pod", "2026-01-01T00:00:00Z", BRIDGE),
+    ));
     let err = render(&namespace_mismatch, "n1").unwrap_err();
     assert_eq!(err.reason(), "InvalidSpec");
 }
@@ -609,18 +611,16 @@ fn a_bundle_over_the_configmap_limit_is_refused_naming_the_node() {
 
 #[test]
 fn device_info_is_linted_on_every_nad_multus_may_read_not_only_written_ones() {
-    let asking = ASKING_DEVICE_INFO;
     // No attachment selection: nothing is written to nodes, yet Multus reads this inline
     // NAD from the API server when a pod names it.
     let yaml = format!(
         "apiVersion: operator.multus.dev/v1alpha1\nkind: MultusConfig\nmetadata: {{ name: plain }}\nspec: {{ primary: {{ auto: {{}} }} }}\n{}",
-        nad("elsewhere", "devices", "2026-01-01T00:00:00Z", asking),
+        nad_asking_device_info("elsewhere", "devices"),
     );
     let catalog = catalog_of(&inline(&yaml));
     assert!(catalog.attachments.is_empty());
-    let flagged = warnings(&catalog);
     assert_eq!(
-        flagged,
+        warnings(&catalog),
         vec![("elsewhere/devices", Reason::DeviceInfoWithoutResource)]
     );
 }

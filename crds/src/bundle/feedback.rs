@@ -3,20 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Prefix shared by every feedback annotation.
-pub const PREFIX: &str = "agent.operator.multus.dev/";
-/// `bundleHash` of the manifest the agent last applied.
-pub const APPLIED_HASH: &str = "agent.operator.multus.dev/applied-hash";
-/// RFC 3339 time of that application.
-pub const APPLIED_AT: &str = "agent.operator.multus.dev/applied-at";
-/// The agent's state, one of [`AgentState`].
-pub const STATE: &str = "agent.operator.multus.dev/state";
-/// The primary config file the agent chose.
-pub const PRIMARY: &str = "agent.operator.multus.dev/primary";
-/// RFC 3339 expiry of the token in the host kubeconfig (never the token itself).
-pub const TOKEN_EXPIRY: &str = "agent.operator.multus.dev/token-expiry";
-/// The last error, empty when healthy.
-pub const LAST_ERROR: &str = "agent.operator.multus.dev/last-error";
+annotation_keys! {
+    /// Prefix shared by every feedback annotation.
+    pub PREFIX = "agent.operator.multus.dev/";
+    /// `bundleHash` of the manifest the agent last applied.
+    APPLIED_HASH = "applied-hash";
+    /// RFC 3339 time of that application.
+    APPLIED_AT = "applied-at";
+    /// The agent's state, one of [`AgentState`].
+    STATE = "state";
+    /// The primary config file the agent chose.
+    PRIMARY = "primary";
+    /// RFC 3339 expiry of the token in the host kubeconfig (never the token itself).
+    TOKEN_EXPIRY = "token-expiry";
+    /// The last error, empty when healthy.
+    LAST_ERROR = "last-error";
+}
 
 /// What an agent reports about its node.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -120,3 +120,42 @@ fn a_contract_value_outside_its_type_refuses_the_bundle_naming_it() {
         assert!(err.to_string().contains(named), "{err}");
     }
 }
+
+#[test]
+fn annotation_keys_keep_the_names_deployed_agents_and_operators_use() {
+    let operator = [
+        NODE_ANNOTATION,
+        BUNDLE_HASH_ANNOTATION,
+        REMOVE_ANNOTATION,
+        REMOVE_REQUESTED_AT_ANNOTATION,
+    ];
+    assert_eq!(
+        operator.map(|k| k.strip_prefix("operator.multus.dev/")),
+        [
+            Some("node"),
+            Some("bundle-hash"),
+            Some("remove"),
+            Some("remove-requested-at")
+        ]
+    );
+    let agent = [
+        feedback::APPLIED_HASH,
+        feedback::APPLIED_AT,
+        feedback::STATE,
+        feedback::PRIMARY,
+        feedback::TOKEN_EXPIRY,
+        feedback::LAST_ERROR,
+    ];
+    assert_eq!(feedback::PREFIX, "agent.operator.multus.dev/");
+    assert_eq!(
+        agent.map(|k| k.strip_prefix(feedback::PREFIX)),
+        [
+            Some("applied-hash"),
+            Some("applied-at"),
+            Some("state"),
+            Some("primary"),
+            Some("token-expiry"),
+            Some("last-error")
+        ]
+    );
+}

@@ -88,10 +88,14 @@ impl Host {
     /// Resolves the host paths of `settings` and loads the owned-files record.
     pub fn load(settings: &Settings) -> Result<Host, AgentError> {
         let root = HostRoot::new(&settings.host_root);
-        let state_file = root.resolve(&settings.state_path)?;
+        let resolve = |flag, path: &str| {
+            root.resolve(path)
+                .map_err(|source| AgentError::HostPath { flag, source })
+        };
+        let state_file = resolve("--state-file", &settings.state_path)?;
         let owned = OwnedFiles::load(&state_file)?;
         let backup_dir = match settings.upstream {
-            Upstream::TakeOver => Some(root.resolve(&settings.backup_dir)?),
+            Upstream::TakeOver => Some(resolve("--backup-dir", &settings.backup_dir)?),
             Upstream::Refuse => None,
         };
         Ok(Host {

@@ -82,28 +82,23 @@ mod tests {
 
     #[test]
     fn the_earliest_due_wins_and_nothing_waits_less_than_a_second() {
-        let s = Duration::from_secs;
-        assert_eq!(next(None, 0, None), (s(60), OnTimer::Pass(Trigger::Resync)));
-        assert_eq!(
-            next(Some(90), 0, None),
-            (s(60), OnTimer::Pass(Trigger::Resync))
-        );
-        assert_eq!(
-            next(Some(20), 0, None),
-            (s(20), OnTimer::Pass(Trigger::Token))
-        );
-        assert_eq!(
-            next(Some(0), 0, None),
-            (s(1), OnTimer::Pass(Trigger::Token))
-        );
-        assert_eq!(
-            next(Some(20), 3, None),
-            (s(4), OnTimer::Pass(Trigger::Retry))
-        );
-        assert_eq!(next(Some(20), 0, Some(10)), (s(10), OnTimer::CheckToken));
-        assert_eq!(
-            next(Some(5), 0, Some(10)),
-            (s(5), OnTimer::Pass(Trigger::Token))
-        );
+        use OnTimer::{CheckToken, Pass};
+        // (token work due, disk failures, token check due) -> seconds to wait, what then.
+        let table = [
+            ((None, 0, None), 60, Pass(Trigger::Resync)),
+            ((Some(90), 0, None), 60, Pass(Trigger::Resync)),
+            ((Some(20), 0, None), 20, Pass(Trigger::Token)),
+            ((Some(0), 0, None), 1, Pass(Trigger::Token)),
+            ((Some(20), 3, None), 4, Pass(Trigger::Retry)),
+            ((Some(20), 0, Some(10)), 10, CheckToken),
+            ((Some(5), 0, Some(10)), 5, Pass(Trigger::Token)),
+        ];
+        for ((work, failures, check), seconds, then) in table {
+            assert_eq!(
+                next(work, failures, check),
+                (Duration::from_secs(seconds), then),
+                "token work {work:?}, {failures} disk failures, token check {check:?}"
+            );
+        }
     }
 }

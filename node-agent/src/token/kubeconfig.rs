@@ -112,10 +112,7 @@ pub fn render_kubeconfig(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn token(issued: i64, expires: i64) -> Token {
-        Token::new("s3cr3t".into(), issued, expires, String::new())
-    }
+    use crate::token::test_token;
 
     #[test]
     fn the_kubeconfig_embeds_server_ca_and_token() {
@@ -123,7 +120,7 @@ mod tests {
             server: "https://10.0.0.1:6443".into(),
             ca_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
         };
-        let text = render_kubeconfig(&endpoint, &token(0, 10)).unwrap();
+        let text = render_kubeconfig(&endpoint, &test_token(0, 10)).unwrap();
         assert!(text.starts_with(KUBECONFIG_HEADER));
         let parsed: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(parsed["apiVersion"], "v1");
@@ -154,7 +151,7 @@ mod tests {
                 server: server.into(),
                 ca_pem: "pem".into(),
             };
-            let text = render_kubeconfig(&endpoint, &token(0, 10)).unwrap();
+            let text = render_kubeconfig(&endpoint, &test_token(0, 10)).unwrap();
             let config = kube::config::Kubeconfig::from_yaml(&text).unwrap();
             assert_eq!(config.clusters.len(), 1, "{server:?}");
             assert_eq!(config.auth_infos.len(), 1, "{server:?}");

@@ -68,14 +68,11 @@ pub fn recheck_at(checked_at: i64, now: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn token(issued: i64, expires: i64) -> Token {
-        Token::new("s3cr3t".into(), issued, expires, String::new())
-    }
+    use crate::token::test_token;
 
     #[test]
     fn refresh_points_follow_percentages_durations_and_jitter() {
-        let t = token(0, 3600);
+        let t = test_token(0, 3600);
         let at = |text: &str, jitter| refresh_at(&t, text.parse().unwrap(), jitter);
         assert_eq!(at("20%", 0.0), 2880);
         assert_eq!(at("10m", 0.0), 3000);
@@ -88,13 +85,13 @@ mod tests {
     fn extreme_token_times_give_a_refresh_point_between_floor_and_expiry() {
         // The kubeconfig_writer fuzz target's finding, minimised: 20% of this lifetime
         // overflowed.
-        let t = token(262_143, 7_803_172_840_524_808_192);
+        let t = test_token(262_143, 7_803_172_840_524_808_192);
         assert_eq!(
             refresh_at(&t, "20%".parse().unwrap(), 0.0),
             6_242_538_272_419_898_983
         );
         for (issued, expires) in [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (0, i64::MAX)] {
-            let t = token(issued, expires);
+            let t = test_token(issued, expires);
             for refresh in ["1%", "99%", "999999999h"] {
                 let at = refresh_at(&t, refresh.parse().unwrap(), 0.99);
                 let floor = issued.saturating_add(RETRY_FLOOR.as_secs() as i64);

@@ -105,34 +105,23 @@ fn print_files(
             .unwrap_or_default();
         let path = format!("{}/{}", file.dir, file.name);
         let completing = file.role == FileRole::MultusConfig && manifest.primary.needs_node_file();
-        match (completing, primary) {
-            (true, Some((name, primary_text))) => {
-                let completed = complete_for_manifest(manifest, text, name, primary_text)?;
-                writeln!(
-                    out,
-                    "\n# {path} (mode {}, completed with primary {name})",
-                    file.mode
-                )?;
-                write!(out, "{completed}")?;
-            }
-            (true, None) => {
-                writeln!(
-                    out,
-                    "\n# {path} (mode {}; the agent adds the primary {}; pass --primary-file to see it completed)",
-                    file.mode,
+        // What the header says after the mode, and the bytes shown under it.
+        let (note, shown) = match (completing, primary) {
+            (true, Some((name, primary_text))) => (
+                format!(", completed with primary {name}"),
+                complete_for_manifest(manifest, text, name, primary_text)?,
+            ),
+            (true, None) => (
+                format!(
+                    "; the agent adds the primary {}; pass --primary-file to see it completed",
                     describe_primary(&manifest.primary)
-                )?;
-                write!(out, "{text}")?;
-            }
-            (false, _) => {
-                writeln!(
-                    out,
-                    "\n# {path} (mode {}, sha256 {})",
-                    file.mode, file.sha256
-                )?;
-                write!(out, "{text}")?;
-            }
-        }
+                ),
+                text.to_string(),
+            ),
+            (false, _) => (format!(", sha256 {}", file.sha256), text.to_string()),
+        };
+        writeln!(out, "\n# {path} (mode {}{note})", file.mode)?;
+        write!(out, "{shown}")?;
     }
     if let Some(kc) = &manifest.kubeconfig {
         writeln!(

@@ -10,15 +10,17 @@ pub mod triggers;
 mod undecodable;
 mod writes;
 
-use futures::{StreamExt, stream};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
 use kube::Client;
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, Lookup, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,29 +151,21 @@ pub async fn run(
     )
     .map(log_watch_error)
     .boxed();
-    let nad_events = reflector::reflector(
+    let nad_events = cached_changes(
         nads_w,
         watcher(
             Api::<DeserializeGuard<NetworkAttachmentDefinition>>::all(client.clone()),
             wc.clone(),
         ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .map(log_watch_error)
-    .boxed();
-    let ns_events = reflector::reflector(
+    );
+    let ns_events = cached_changes(
         namespaces_w,
         watcher(
             Api::<DeserializeGuard<Namespace>>::all(client.clone()),
             wc.clone(),
         ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .map(log_watch_error)
-    .boxed();
-    let cm_events = reflector::reflector(
+    );
+    let cm_events = cached_changes(
         configmaps_w,
         watcher(
             Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &settings.namespace),
@@ -179,11 +173,7 @@ pub async fn run(
                 .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         )
         .map(|event| event.map(triggers::without_managed_fields)),
-    )
-    .default_backoff()
-    .touched_objects()
-    .map(log_watch_error)
-    .boxed();
+    );
 
     let config_wc = match &settings.config_selector {
         Some(selector) => wc.clone().labels(selector),
@@ -242,6 +232,23 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Keeps `writer`'s cache filled from `events` and yields once for every object that
+/// changes, which is all the controller needs to reconcile every MultusConfig.
+fn cached_changes<K>(
+    writer: reflector::store::Writer<K>,
+    events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+) -> BoxStream<'static, ()>
+where
+    K: Lookup + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    reflector::reflector(writer, events)
+        .default_backoff()
+        .touched_objects()
+        .map(log_watch_error)
+        .boxed()
 }
 
 /// Watch errors are retried with backoff by the watcher; they are logged so that a missing
