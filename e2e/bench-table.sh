@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 table=$(mktemp)
 trap 'rm -f "$table"' EXIT
 export MULTUS_BENCH_TABLE=$table
-for bench in ${BENCHES:-side_by_side primary_reaction fleet operator_scale convergence agent_idle}; do
+for bench in ${BENCHES:-side_by_side daemonset_restart primary_reaction fleet operator_scale convergence agent_idle}; do
   echo "== cargo bench -p multus-e2e --bench $bench" >&2
   cargo bench -q -p multus-e2e --bench "$bench" >&2
 done

@@ -35,6 +35,7 @@ pub mod pki;
 pub mod pod_node;
 pub mod podnet;
 pub mod process;
+pub mod release;
 pub mod replica;
 pub mod scale;
 pub mod scenario;
@@ -43,6 +44,7 @@ pub mod slot;
 pub mod test_env;
 pub mod thick;
 pub mod upstream;
+pub mod upstream_daemonset;
 pub mod upstream_node;
 
 pub use control_plane::ControlPlane;
