@@ -19,7 +19,7 @@ use multus_e2e::identities::Identities;
 use multus_e2e::operator_process::{OperatorProcess, Options};
 use multus_e2e::process::{cpu_seconds, status_kib};
 use multus_e2e::scenario::{CALICO, host_root};
-use multus_e2e::{ControlPlane, fixtures, http};
+use multus_e2e::{ControlPlane, bench, fixtures, http};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -72,16 +72,10 @@ async fn cpu_per_minute(pids: &[u32], window: Duration) -> Vec<f64> {
 
 #[tokio::main]
 async fn main() {
-    let idle: u64 = std::env::var("IDLE_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
+    let idle: u64 = bench::env_or("IDLE_SECONDS", 600);
     let waiting = Duration::from_secs(idle.min(60));
     let cp: &'static ControlPlane = Box::leak(Box::new(
-        tokio::task::spawn_blocking(ControlPlane::start_with_audit)
-            .await
-            .unwrap()
-            .expect("control plane"),
+        ControlPlane::own(ControlPlane::start_with_audit).await,
     ));
     let client = cp.client().await.unwrap();
     let ns = "idle";

@@ -9,9 +9,10 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+use multus_crds::NetworkAttachmentDefinition;
 use multus_e2e::operator_process::{OperatorProcess, Options};
 use multus_e2e::process::status_kib;
-use multus_e2e::{ControlPlane, fixtures, http};
+use multus_e2e::{ControlPlane, bench, fixtures, http};
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -43,16 +44,23 @@ async fn until_all(
     }
 }
 
+/// Creates or edits the benchmark's one NAD, `net`, a bridge on `bridge`.
+async fn apply_nad(nads: &Api<NetworkAttachmentDefinition>, bridge: &str) {
+    let nad = json!({
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": { "name": "net" },
+        "spec": { "config": format!(r#"{{"cniVersion":"0.3.1","type":"bridge","bridge":"{bridge}"}}"#) },
+    });
+    nads.patch("net", &PatchParams::apply("bench"), &Patch::Apply(&nad))
+        .await
+        .expect("apply the NAD");
+}
+
 #[tokio::main]
 async fn main() {
-    let nodes: usize = std::env::var("NODES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
-    let cp = tokio::task::spawn_blocking(ControlPlane::start)
-        .await
-        .unwrap()
-        .expect("control plane");
+    let nodes: usize = bench::env_or("NODES", 200);
+    let cp = ControlPlane::own(ControlPlane::start).await;
     let client = cp.client().await.unwrap();
     let ns = "bench";
     fixtures::namespace(&client, ns).await.unwrap();
@@ -71,22 +79,8 @@ async fn main() {
         .await
         .unwrap();
     }
-    let nad = |bridge: &str| {
-        json!({
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": { "name": "net", "namespace": ns },
-            "spec": { "config": format!(r#"{{"cniVersion":"0.3.1","type":"bridge","bridge":"{bridge}"}}"#) },
-        })
-    };
-    let nads: Api<multus_crds::NetworkAttachmentDefinition> = Api::namespaced(client.clone(), ns);
-    nads.patch(
-        "net",
-        &PatchParams::apply("bench"),
-        &Patch::Apply(&nad("br-one")),
-    )
-    .await
-    .unwrap();
+    let nads: Api<NetworkAttachmentDefinition> = Api::namespaced(client.clone(), ns);
+    apply_nad(&nads, "br-one").await;
 
     let options = Options {
         kubeconfig: operator_kubeconfig.as_ref(),
@@ -131,13 +125,7 @@ async fn main() {
         "multus_operator_api_writes_total",
     );
 
-    nads.patch(
-        "net",
-        &PatchParams::apply("bench"),
-        &Patch::Apply(&nad("br-two")),
-    )
-    .await
-    .unwrap();
+    apply_nad(&nads, "br-two").await;
     let edit = until_all(&cms, nodes, has("br-two")).await;
     let metrics = http::get(&operator.addr, "/metrics").await.unwrap().1;
     let writes_total = metric(&metrics, "multus_operator_api_writes_total");

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use multus_e2e::ControlPlane;
 use multus_e2e::agent::RunningAgent;
 use multus_e2e::scenario::{CALICO, OneNode};
+use multus_e2e::{ControlPlane, bench};
 
 /// How long one trial may take before the bench gives up.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,14 +30,8 @@ fn config_names(path: &Path, name: &str) -> bool {
 
 #[tokio::main]
 async fn main() {
-    let trials: usize = std::env::var("TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
-    let cp = tokio::task::spawn_blocking(ControlPlane::start)
-        .await
-        .unwrap()
-        .expect("control plane");
+    let trials: usize = bench::env_or("TRIALS", 50);
+    let cp = ControlPlane::own(ControlPlane::start).await;
     let scenario = OneNode::start(&cp, "reaction", json!({})).await.unwrap();
     let agent = RunningAgent::start_release_as(
         &scenario.agent_kubeconfig,

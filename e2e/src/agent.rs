@@ -8,6 +8,9 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use crate::binaries_local::{workspace_bin, workspace_release_bin};
+use crate::control_plane::free_port_on;
+use crate::error::io;
+use crate::process::log_tail;
 use crate::{E2eError, http};
 
 /// Host path of the agents' state file in tests (the default, under each host root).
@@ -84,17 +87,13 @@ impl RunningAgent {
         })
         .await
         .map_err(|e| E2eError::Io(e.to_string()))??;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| E2eError::Io(e.to_string()))?;
-        let metrics_addr = format!("127.0.0.1:{port}");
+        let metrics_addr = format!("127.0.0.1:{}", free_port_on("127.0.0.1")?);
         let log_dir = options.log_dir.as_deref().unwrap_or(host_root);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log_dir.join("agent.log"))
-            .map_err(|e| E2eError::Io(e.to_string()))?;
+            .map_err(io("open agent.log"))?;
         let mut command = Command::new(binary);
         command
             .args(["run", "--node-name", node, "--namespace", namespace])
@@ -118,7 +117,7 @@ impl RunningAgent {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| E2eError::Io(format!("start agent: {e}")))?;
+            .map_err(io("start agent"))?;
         Ok(RunningAgent {
             node: node.to_string(),
             log_dir: log_dir.to_path_buf(),
@@ -176,9 +175,7 @@ impl RunningAgent {
 
     /// The last lines of this agent's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_dir.join("agent.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        log_tail(&self.log_dir.join("agent.log"), 30)
     }
 }
 

@@ -68,6 +68,15 @@ pub fn row(figure: &str, ours: &str, anchor: Option<&str>, ratio: Option<&str>) 
     }
 }
 
+/// A benchmark's size from the environment variable `name` (`NODES=1000 cargo bench ...`),
+/// or `default` when it is unset or does not parse.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The machine, for the table's heading: online CPUs and total memory.
 pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -6,7 +6,7 @@
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -62,32 +62,48 @@ impl ControlPlane {
     /// Panics with the reason when it cannot start: no test can run without it.
     pub fn shared() -> &'static ControlPlane {
         static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-        let result = SHARED.get_or_init(|| {
-            // Started on a plain thread: tests call this from inside their own runtimes.
-            std::thread::spawn(ControlPlane::start)
-                .join()
-                .map_err(|_| "control plane start panicked".to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-        });
-        match result {
-            Ok(cp) => cp,
-            Err(e) => panic!("cannot start the e2e control plane: {e}"),
-        }
+        Self::shared_in(&SHARED, ControlPlane::start, "the e2e control plane")
     }
 
     /// The control plane for real nodes shared by every test of this test binary
     /// ([`Self::start_for_real_nodes`]), started on first use. Panics when it cannot start.
     pub fn shared_for_real_nodes() -> &'static ControlPlane {
         static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-        let result = SHARED.get_or_init(|| {
-            std::thread::spawn(ControlPlane::start_for_real_nodes)
+        Self::shared_in(
+            &SHARED,
+            ControlPlane::start_for_real_nodes,
+            "the e2e control plane for real nodes",
+        )
+    }
+
+    /// The control plane in `cell`, started with `start` by the first caller; panics
+    /// naming `what` when it could not start.
+    fn shared_in(
+        cell: &'static OnceLock<Result<ControlPlane, String>>,
+        start: fn() -> Result<ControlPlane, E2eError>,
+        what: &str,
+    ) -> &'static ControlPlane {
+        let result = cell.get_or_init(|| {
+            // Started on a plain thread: tests call this from inside their own runtimes.
+            std::thread::spawn(start)
                 .join()
                 .map_err(|_| "control plane start panicked".to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))
         });
         match result {
             Ok(cp) => cp,
-            Err(e) => panic!("cannot start the e2e control plane for real nodes: {e}"),
+            Err(e) => panic!("cannot start {what}: {e}"),
+        }
+    }
+
+    /// A control plane of the caller's own, started with `start` ([`Self::start`] or a
+    /// variant) on the blocking pool, for a test or benchmark inside its async runtime.
+    /// Panics with the reason when it cannot start, as [`Self::shared`] does.
+    pub async fn own(start: fn() -> Result<ControlPlane, E2eError>) -> ControlPlane {
+        match tokio::task::spawn_blocking(start).await {
+            Ok(Ok(cp)) => cp,
+            Ok(Err(e)) => panic!("cannot start an e2e control plane: {e}"),
+            Err(e) => panic!("control plane start panicked: {e}"),
         }
     }
 
@@ -143,23 +159,13 @@ impl ControlPlane {
         let etcd_port = free_port()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let etcd_args = args::etcd(&dir, &etcd_url, free_port()?);
-        processes.push(Supervised::start(
-            "etcd",
-            &bin("etcd")?,
-            &etcd_args,
-            &dir.join("etcd.log"),
-        )?);
+        processes.push(supervise(&dir, "etcd", &etcd_args)?);
 
         let port = free_port_on(address)?;
         let server = format!("https://{address}:{port}");
         let apiserver_args =
             args::apiserver(&dir, &pki, &etcd_url, address, port, audit, real_nodes)?;
-        processes.push(Supervised::start(
-            "kube-apiserver",
-            &bin("kube-apiserver")?,
-            &apiserver_args,
-            &dir.join("kube-apiserver.log"),
-        )?);
+        processes.push(supervise(&dir, "kube-apiserver", &apiserver_args)?);
         let apiserver_args_kept = apiserver_args.clone();
 
         let kubeconfig = dir.join("admin.kubeconfig");
@@ -186,12 +192,7 @@ impl ControlPlane {
         cp.install_crds()?;
 
         let kcm_args = args::controller_manager(&cp, free_port()?);
-        let kcm = Supervised::start(
-            "kube-controller-manager",
-            &bin("kube-controller-manager")?,
-            &kcm_args,
-            &cp.dir.join("kube-controller-manager.log"),
-        )?;
+        let kcm = supervise(&cp.dir, "kube-controller-manager", &kcm_args)?;
         cp.lock().push(kcm);
         if real_nodes {
             let scheduler = cluster::start_scheduler(&cp.dir, &cp.kubeconfig)?;
@@ -245,6 +246,21 @@ impl ControlPlane {
             .args(args)
             .output()
             .map_err(io("run kubectl"))
+    }
+
+    /// [`Self::kubectl`] on the blocking pool, for async callers: kubectl may block for as
+    /// long as it waits (`kubectl wait`), which must not stall their runtime.
+    pub async fn kubectl_from_async(
+        &'static self,
+        args: &[&str],
+    ) -> Result<std::process::Output, E2eError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.kubectl(&args)
+        })
+        .await
+        .map_err(|e| E2eError::Io(format!("run kubectl: {e}")))?
     }
 
     fn wait_ready(&self, component: &str, path: &str) -> Result<(), E2eError> {
@@ -341,6 +357,11 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts the upstream binary `name` under the watchdog, logging to `<dir>/<name>.log`.
+fn supervise(dir: &Path, name: &str, args: &[String]) -> Result<Supervised, E2eError> {
+    Supervised::start(name, &bin(name)?, args, &dir.join(format!("{name}.log")))
 }
 
 fn free_port() -> Result<u16, E2eError> {

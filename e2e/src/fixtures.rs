@@ -5,16 +5,14 @@ use k8s_openapi::api::authentication::v1::{
     BoundObjectReference, SelfSubjectReview, TokenRequest, TokenRequestSpec, UserInfo,
 };
 use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
+use k8s_openapi::serde::Serialize;
+use k8s_openapi::serde::de::DeserializeOwned;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::E2eError;
-
-fn kube_err(context: &str) -> impl Fn(kube::Error) -> E2eError + '_ {
-    move |e| E2eError::Kube(format!("{context}: {e}"))
-}
+use crate::{ControlPlane, E2eError};
 
 /// A name unique within this test process: `<prefix>-<pid>-<n>`.
 pub fn unique_name(prefix: &str) -> String {
@@ -26,19 +24,40 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// Metadata naming an object; the rest left for the API server to fill in.
+fn named(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Creates `object` through `api`; an error says which `kind` could not be created.
+async fn create<K>(api: Api<K>, kind: &str, object: &K) -> Result<K, E2eError>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), object)
+        .await
+        .map_err(|e| E2eError::Kube(format!("create {kind}: {e}")))
+}
+
 /// Creates a namespace.
 pub async fn namespace(client: &Client, name: &str) -> Result<Namespace, E2eError> {
     let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            ..ObjectMeta::default()
-        },
+        metadata: named(name),
         ..Namespace::default()
     };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .map_err(kube_err("create namespace"))
+    create(Api::all(client.clone()), "namespace", &ns).await
+}
+
+/// An admin client of `cp` and a new namespace with a unique name from `prefix`: one
+/// test's own corner of the cluster.
+pub async fn test_namespace(cp: &ControlPlane, prefix: &str) -> Result<(Client, String), E2eError> {
+    let client = cp.client().await?;
+    let ns = unique_name(prefix);
+    namespace(&client, &ns).await?;
+    Ok((client, ns))
 }
 
 /// Creates a simulated Node (no kubelet behind it) with labels and annotations.
@@ -56,17 +75,13 @@ pub async fn node(
     };
     let node = Node {
         metadata: ObjectMeta {
-            name: Some(name.to_string()),
             labels: Some(map(labels)),
             annotations: Some(map(annotations)),
-            ..ObjectMeta::default()
+            ..named(name)
         },
         ..Node::default()
     };
-    Api::<Node>::all(client.clone())
-        .create(&PostParams::default(), &node)
-        .await
-        .map_err(kube_err("create node"))
+    create(Api::all(client.clone()), "node", &node).await
 }
 
 /// Creates a ServiceAccount.
@@ -77,16 +92,17 @@ pub async fn service_account(
 ) -> Result<ServiceAccount, E2eError> {
     let sa = ServiceAccount {
         metadata: ObjectMeta {
-            name: Some(name.to_string()),
             namespace: Some(namespace.to_string()),
-            ..ObjectMeta::default()
+            ..named(name)
         },
         ..ServiceAccount::default()
     };
-    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &sa)
-        .await
-        .map_err(kube_err("create serviceaccount"))
+    create(
+        Api::namespaced(client.clone(), namespace),
+        "serviceaccount",
+        &sa,
+    )
+    .await
 }
 
 /// What a minted token is bound to.
@@ -124,7 +140,7 @@ pub async fn token(
     Api::<ServiceAccount>::namespaced(client.clone(), namespace)
         .create_token_request(name, &PostParams::default(), &request)
         .await
-        .map_err(kube_err("request token"))
+        .map_err(|e| E2eError::Kube(format!("request token: {e}")))
 }
 
 /// Who the API server says the client is (SelfSubjectReview).

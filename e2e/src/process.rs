@@ -8,10 +8,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::E2eError;
+use crate::error::io;
 
 /// Marker every state directory name starts with.
 pub const MARKER: &str = "multus-e2e-";
@@ -52,10 +53,8 @@ impl Supervised {
         args: &[String],
         log: &Path,
     ) -> Result<Supervised, E2eError> {
-        let out = File::create(log).map_err(|e| E2eError::Io(format!("{}: {e}", log.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| E2eError::Io(format!("{}: {e}", log.display())))?;
+        let out = File::create(log).map_err(io(log.display()))?;
+        let err = out.try_clone().map_err(io(log.display()))?;
         let child = Command::new("bash")
             .arg("-c")
             .arg(WATCHDOG)
@@ -67,7 +66,7 @@ impl Supervised {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| E2eError::Io(format!("cannot start {name}: {e}")))?;
+            .map_err(io(format_args!("cannot start {name}")))?;
         Ok(Supervised {
             name: name.to_string(),
             child,
@@ -82,9 +81,7 @@ impl Supervised {
 
     /// The last lines of its log, for error messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        log_tail(&self.log, 20)
     }
 
     /// Asks the watchdog to stop the process and waits for both.
@@ -105,6 +102,26 @@ impl Drop for Supervised {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The last `lines` lines of the log file at `path`; empty when it cannot be read.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The stdout of a finished command, decoded lossily; panics unless it exited 0, naming
+/// `what` and showing its stdout and stderr. For tests: any other exit fails them.
+pub fn expect_success(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// Processes started by an e2e harness whose owner (the test process) is gone.

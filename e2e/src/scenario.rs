@@ -133,19 +133,47 @@ impl OneNode {
     /// Waits until the agent reports `state` on the ConfigMap; returns its annotations.
     /// Panics after `timeout`, naming the state and the last report.
     pub async fn wait_state(&self, state: &str, timeout: Duration) -> BTreeMap<String, String> {
-        eventually(&format!("agent state {state}"), timeout, || async {
-            let cm = self.configmap().await.map_err(|e| e.to_string())?;
-            let annotations = cm.and_then(|c| c.metadata.annotations).unwrap_or_default();
-            match annotations.get(feedback::STATE) {
-                Some(s) if s == state => Ok(annotations),
-                other => Err(format!(
-                    "{other:?} {:?}",
-                    annotations.get(feedback::LAST_ERROR)
-                )),
-            }
-        })
-        .await
+        wait_agent_state(&self.client, &self.ns, &self.node, state, timeout)
+            .await
+            .metadata
+            .annotations
+            .unwrap_or_default()
     }
+
+    /// Ends the scenario: `agent` gets SIGTERM and must exit 0, then the operator stops.
+    pub async fn finish(self, agent: RunningAgent) {
+        let exit = agent.terminate().await;
+        assert!(exit.is_some_and(|s| s.success()), "agent exit: {exit:?}");
+        self.operator.stop().await;
+    }
+}
+
+/// Waits until the agent of `node` reports `state` on the node's bundle ConfigMap in `ns`;
+/// returns the ConfigMap. Panics after `timeout`, naming the state and the last report.
+pub async fn wait_agent_state(
+    client: &Client,
+    ns: &str,
+    node: &str,
+    state: &str,
+    timeout: Duration,
+) -> ConfigMap {
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    let name = node_configmap_name(node);
+    eventually(
+        &format!("agent state {state} on {node}"),
+        timeout,
+        || async {
+            let cm = configmaps.get_opt(&name).await.map_err(|e| e.to_string())?;
+            let cm = cm.ok_or("no ConfigMap")?;
+            let annotations = cm.metadata.annotations.as_ref();
+            let report = |key| annotations.and_then(|a| a.get(key));
+            match report(feedback::STATE) {
+                Some(s) if s == state => Ok(cm),
+                other => Err(format!("{other:?} {:?}", report(feedback::LAST_ERROR))),
+            }
+        },
+    )
+    .await
 }
 
 /// The names of the entries of a directory, sorted; empty when it cannot be read.

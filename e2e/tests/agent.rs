@@ -16,7 +16,7 @@ use multus_crds::bundle::{FileRole, NodeBundle, feedback, node_configmap_name};
 use multus_crds::completion::complete_for_manifest;
 use multus_e2e::agent::{Launch, RunningAgent, snapshot};
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
-use multus_e2e::scenario::{CALICO, host_root};
+use multus_e2e::scenario::{CALICO, host_root, wait_agent_state};
 use multus_e2e::test_env::TestEnv;
 use multus_e2e::{ControlPlane, fixtures};
 
@@ -172,18 +172,7 @@ impl Env {
 
     /// Waits until the agent's feedback annotation `state` has `value`.
     async fn wait_state(&self, node: &str, value: &str) -> ConfigMap {
-        eventually(&format!("agent state {value} on {node}"), WAIT, || async {
-            let cm = self.configmap(node).await.ok_or("no ConfigMap")?;
-            let annotations = cm.metadata.annotations.clone().unwrap_or_default();
-            match annotations.get(feedback::STATE) {
-                Some(s) if s == value => Ok(cm),
-                other => Err(format!(
-                    "{other:?} {:?}",
-                    annotations.get(feedback::LAST_ERROR)
-                )),
-            }
-        })
-        .await
+        wait_agent_state(&self.client, &self.ns, node, value, WAIT).await
     }
 
     /// Waits until the agent reports `state`; asserts that the error it reports with it

@@ -20,6 +20,7 @@ use multus_e2e::chart::{
 };
 use multus_e2e::fixtures::{self, BoundTo};
 use multus_e2e::operator::eventually;
+use multus_e2e::process::expect_success;
 use multus_e2e::{ControlPlane, unique_name};
 
 const EXPECTED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/expected");
@@ -49,12 +50,7 @@ fn helm_lint_strict_passes_for_thin_thick_and_two_replicas() {
         let mut args = vec!["lint", "--strict", CHART];
         args.extend_from_slice(values);
         let out = helm.run(&args).expect("run helm");
-        let stdout = text(&out.stdout);
-        assert!(
-            out.status.success(),
-            "helm {args:?} failed:\n{stdout}\n{}",
-            text(&out.stderr)
-        );
+        let stdout = expect_success(&out, &format!("helm {args:?}"));
         assert!(
             stdout.lines().any(|l| l.contains("0 chart(s) failed")),
             "helm {args:?} did not report 0 failed charts:\n{stdout}"
@@ -102,7 +98,7 @@ fn the_rendered_chart_is_accepted_by_the_api_server_in_both_modes() {
         let created = cp
             .kubectl(&["create", "namespace", &ns])
             .expect("run kubectl");
-        assert!(created.status.success(), "{}", text(&created.stderr));
+        expect_success(&created, "kubectl create namespace");
         // With the CRDs too: crds/ is only rendered on request.
         let rendered = helm
             .template(
@@ -114,11 +110,9 @@ fn the_rendered_chart_is_accepted_by_the_api_server_in_both_modes() {
         let objects = documents(&rendered).expect("documents").len();
         let out = kubectl_with_input(cp, &["apply", "--dry-run=server", "-f", "-"], &rendered)
             .expect("run kubectl");
-        let stdout = text(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{mode}: the API server refused the rendered chart:\n{}\n{stdout}",
-            text(&out.stderr)
+        let stdout = expect_success(
+            &out,
+            &format!("{mode}: server-side dry run of the rendered chart"),
         );
         // One line per object: none was skipped.
         assert_eq!(
@@ -181,7 +175,7 @@ fn apply_boundary(
     let created = cp
         .kubectl(&["create", "namespace", &ns])
         .expect("run kubectl");
-    assert!(created.status.success(), "{}", text(&created.stderr));
+    expect_success(&created, "kubectl create namespace");
     let cleanup = Cleanup {
         release: release.clone(),
         ns: ns.clone(),
@@ -192,11 +186,7 @@ fn apply_boundary(
         .expect("helm template");
     let (stream, docs) = only_kinds(&rendered, BOUNDARY_KINDS).expect("documents");
     let applied = kubectl_with_input(cp, &["apply", "-f", "-"], &stream).expect("run kubectl");
-    assert!(
-        applied.status.success(),
-        "applying the chart's boundary objects failed:\n{}",
-        text(&applied.stderr)
-    );
+    expect_success(&applied, "applying the chart's boundary objects");
     (cleanup, docs)
 }
 
@@ -517,14 +507,14 @@ async fn an_agent_may_not_change_the_data_of_any_configmap_even_its_own() {
     let b = Boundary::new("chart-data").await;
     b.wait_for_bundle_policy().await;
     let before = b.bundle_as_admin(&b.node_a).await.data;
+    // The agent's feedback patch, with a changed Multus config in it.
+    let tamper = |node| {
+        let data = json!({ "00-multus.conf": "{\"tampered\":true}" });
+        b.agent_patches_bundle(node, "Applied", Some(data))
+    };
     assert_denied(
         "a data change on the agent's own bundle",
-        b.agent_patches_bundle(
-            &b.node_a,
-            "Applied",
-            Some(json!({ "00-multus.conf": "{\"tampered\":true}" })),
-        )
-        .await,
+        tamper(&b.node_a).await,
         DATA_DENIED,
     );
     // A merge patch of the data alone is refused the same way.
@@ -545,12 +535,7 @@ async fn an_agent_may_not_change_the_data_of_any_configmap_even_its_own() {
     // Another node's data: refused too (it is not the agent's bundle at all).
     assert_denied(
         "a data change on node B's bundle",
-        b.agent_patches_bundle(
-            &b.node_b,
-            "Applied",
-            Some(json!({ "00-multus.conf": "{\"tampered\":true}" })),
-        )
-        .await,
+        tamper(&b.node_b).await,
         "agents may",
     );
 }
@@ -564,12 +549,8 @@ fn permissions(cp: &ControlPlane, user: &str, ns: &str, release: &str) -> String
     let out = cp
         .kubectl(&["auth", "can-i", "--list", "--as", user, "-n", ns])
         .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl auth can-i --list --as {user} failed:\n{}",
-        text(&out.stderr)
-    );
-    let normalised: Vec<String> = text(&out.stdout)
+    let listed = expect_success(&out, &format!("kubectl auth can-i --list --as {user}"));
+    let normalised: Vec<String> = listed
         .lines()
         .map(|l| {
             l.replace(&fullname(release), "<fullname>")
@@ -698,13 +679,7 @@ fn helm_installs_upgrades_and_uninstalls_the_release_against_the_api_server() {
     let pdb = format!("poddisruptionbudget/{}-operator", fullname(&release));
     let helm_ok = |args: &[&str]| {
         let out = helm.run_with(args, Some(&cp.kubeconfig)).expect("run helm");
-        assert!(
-            out.status.success(),
-            "helm {args:?} failed:\n{}\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        expect_success(&out, &format!("helm {args:?}"))
     };
     // The shared control plane already has both CRDs (the harness installs them), as a
     // cluster with Multus does: the NAD CRD stays out of the release. No kubelet runs the
@@ -782,9 +757,9 @@ async fn the_pre_upgrade_hook_updates_the_multusconfig_crd_with_its_own_identity
     use kube::CustomResourceExt;
     let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
-    let admin = cp.client().await.expect("admin client");
-    let ns = unique_name("chart-crds");
-    fixtures::namespace(&admin, &ns).await.expect("namespace");
+    let (admin, ns) = fixtures::test_namespace(cp, "chart-crds")
+        .await
+        .expect("admin client and namespace");
     let identities = multus_e2e::identities::Identities::apply(cp, &ns, "thin")
         .await
         .expect("identities");
@@ -827,13 +802,8 @@ async fn the_pre_upgrade_hook_updates_the_multusconfig_crd_with_its_own_identity
         .output()
         .await
         .expect("run multus-operator crds --apply");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(text(&out.stdout).contains(&format!("{name}: applied")));
+    let stdout = expect_success(&out, "multus-operator crds --apply");
+    assert!(stdout.contains(&format!("{name}: applied")));
     let live = crds.get(name).await.expect("read CRD");
     assert_eq!(
         description(&live),

@@ -1,6 +1,7 @@
 //! The real control plane itself: release version, CRD admission with CEL, printer columns,
 //! node-bound tokens, ValidatingAdmissionPolicy, and no leaked processes.
 
+use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -11,6 +12,9 @@ use std::time::{Duration, Instant};
 use multus_e2e::fixtures::{self, BoundTo};
 use multus_e2e::process::{leftovers, wait_until};
 use multus_e2e::{ControlPlane, unique_name};
+
+/// MultusConfig specs the API server must refuse, each with (a part of) its message.
+const REJECTED: &str = include_str!("fixtures/rejected-multusconfigs.yaml");
 
 fn mcfg_api(client: &Client) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("operator.multus.dev", "v1alpha1", "MultusConfig");
@@ -25,6 +29,53 @@ fn mcfg(name: &str, spec: serde_json::Value) -> DynamicObject {
         "spec": spec,
     }))
     .expect("valid object")
+}
+
+/// A test namespace holding the ServiceAccount `multus`, and a Node: what the token tests
+/// mint tokens for and bind them to.
+struct Accounts {
+    admin: Client,
+    ns: String,
+    node_name: String,
+    node: Node,
+}
+
+impl Accounts {
+    async fn new(prefix: &str) -> Accounts {
+        let (admin, ns) = fixtures::test_namespace(ControlPlane::shared(), prefix)
+            .await
+            .unwrap();
+        fixtures::service_account(&admin, &ns, "multus")
+            .await
+            .unwrap();
+        let node_name = unique_name("node");
+        let node = fixtures::node(&admin, &node_name, &[], &[]).await.unwrap();
+        Accounts {
+            admin,
+            ns,
+            node_name,
+            node,
+        }
+    }
+
+    /// A 600 s token of `multus` bound to `bound`, a client that authenticates with it, and
+    /// who the API server says that client is (asserted to be the account).
+    async fn multus_token(&self, bound: BoundTo<'_>) -> (Client, UserInfo) {
+        let minted = fixtures::token(&self.admin, &self.ns, "multus", bound, 600)
+            .await
+            .unwrap();
+        let token = minted.status.and_then(|s| s.token).expect("token issued");
+        let client = ControlPlane::shared()
+            .client_with_token(&token)
+            .await
+            .unwrap();
+        let user = fixtures::whoami(&client).await.unwrap();
+        assert_eq!(
+            user.username.as_deref(),
+            Some(format!("system:serviceaccount:{}:multus", self.ns).as_str())
+        );
+        (client, user)
+    }
 }
 
 /// The Kubernetes release e2e/testenv pins, read from its go.mod.
@@ -62,139 +113,11 @@ async fn invalid_multusconfigs_are_rejected_by_the_api_server_with_readable_mess
     let _slot = multus_e2e::test_slot!();
     let client = ControlPlane::shared().client().await.unwrap();
     let api = mcfg_api(&client);
-    let table = [
-        (
-            "two primary sources",
-            json!({ "primary": { "auto": {}, "file": "10-calico.conflist" } }),
-            "primary must set exactly one of auto, file or networkAttachment",
-        ),
-        (
-            "no primary source",
-            json!({ "primary": {} }),
-            "primary must set exactly one of auto, file or networkAttachment",
-        ),
-        (
-            "token lifetime under ten minutes",
-            json!({ "primary": { "auto": {} }, "kubeconfig": { "expirationSeconds": 10 } }),
-            "spec.kubeconfig.expirationSeconds: Invalid value: 10",
-        ),
-        (
-            "primary file is a path",
-            json!({ "primary": { "file": "/etc/cni/net.d/10-calico.conflist" } }),
-            "file must be a file name inside cniConfDir",
-        ),
-        (
-            "primary file is our own config",
-            json!({ "primary": { "file": "00-multus.conf" } }),
-            "file must not name the operator's own 00-multus config",
-        ),
-        (
-            "malformed networkAttachment",
-            json!({ "primary": { "networkAttachment": "just-a-name" } }),
-            "networkAttachment must be <namespace>/<name>",
-        ),
-        (
-            "relative path",
-            json!({ "primary": { "auto": {} }, "paths": { "cniConfDir": "etc/cni/net.d" } }),
-            "cniConfDir must be an absolute path",
-        ),
-        (
-            "dot-dot path",
-            json!({ "primary": { "auto": {} }, "paths": { "multusConfDir": "/etc/cni/../x" } }),
-            "multusConfDir must be an absolute path without '..'",
-        ),
-        (
-            "conf dirs equal",
-            json!({ "primary": { "auto": {} }, "paths": { "multusConfDir": "/etc/cni/net.d" } }),
-            "multusConfDir must differ from cniConfDir",
-        ),
-        (
-            "kubeconfig named like a CNI config",
-            json!({ "primary": { "auto": {} }, "paths": { "kubeconfigPath": "/etc/cni/net.d/multus.conf" } }),
-            "kubeconfigPath must not end in .conf",
-        ),
-        (
-            "refresh longer than the lifetime",
-            json!({ "primary": { "auto": {} }, "kubeconfig": { "expirationSeconds": 600, "refreshBeforeExpiry": "20m" } }),
-            "refreshBeforeExpiry must be shorter than expirationSeconds",
-        ),
-        (
-            "refresh not a duration",
-            json!({ "primary": { "auto": {} }, "kubeconfig": { "refreshBeforeExpiry": "soon" } }),
-            "refreshBeforeExpiry must be a percentage from 1% to 99% or a duration",
-        ),
-        (
-            "plain http server",
-            json!({ "primary": { "auto": {} }, "kubeconfig": { "server": "http://api:6443" } }),
-            "server must be an https:// URL",
-        ),
-        (
-            "maxUnavailable zero",
-            json!({ "primary": { "auto": {} }, "rollout": { "maxUnavailable": 0 } }),
-            "maxUnavailable must be an integer >= 1 or a percentage from 1% to 100%",
-        ),
-        (
-            "maxUnavailable over 100%",
-            json!({ "primary": { "auto": {} }, "rollout": { "maxUnavailable": "150%" } }),
-            "maxUnavailable must be an integer >= 1 or a percentage from 1% to 100%",
-        ),
-        (
-            "unknown mode",
-            json!({ "primary": { "auto": {} }, "mode": "thicc" }),
-            "spec.mode: Unsupported value: \"thicc\"",
-        ),
-        (
-            "service account with an empty namespace",
-            json!({ "primary": { "auto": {} }, "kubeconfig": { "serviceAccount": { "namespace": "", "name": "multus" } } }),
-            "spec.kubeconfig.serviceAccount.namespace",
-        ),
-        (
-            "service account namespace not a DNS label",
-            json!({ "primary": { "auto": {} }, "kubeconfig": { "serviceAccount": { "namespace": "Kube_System", "name": "multus" } } }),
-            "spec.kubeconfig.serviceAccount.namespace: Invalid value: \"Kube_System\"",
-        ),
-        (
-            "service account name with a slash",
-            json!({ "primary": { "auto": {} }, "kubeconfig": { "serviceAccount": { "namespace": "kube-system", "name": "a/b" } } }),
-            "spec.kubeconfig.serviceAccount.name: Invalid value: \"a/b\"",
-        ),
-        (
-            "node selector with an unknown operator",
-            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchExpressions": [{ "key": "pool", "operator": "Equals", "values": ["a"] }] } }),
-            "spec.nodeSelector.matchExpressions[0].operator: Unsupported value: \"Equals\"",
-        ),
-        (
-            "node selector In without values",
-            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchExpressions": [{ "key": "pool", "operator": "In" }] } }),
-            "In and NotIn need at least one value",
-        ),
-        (
-            "node selector with an invalid expression key",
-            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchExpressions": [{ "key": "bad key", "operator": "Exists" }] } }),
-            "spec.nodeSelector.matchExpressions[0].key: Invalid value: \"bad key\"",
-        ),
-        (
-            "node selector with an invalid label key",
-            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchLabels": { "-pool": "a" } } }),
-            "every matchLabels key must be a valid label key",
-        ),
-        (
-            "node selector with an invalid label value",
-            json!({ "primary": { "auto": {} }, "nodeSelector": { "matchLabels": { "pool": "a b" } } }),
-            "spec.nodeSelector.matchLabels.pool: Invalid value: \"a b\"",
-        ),
-        (
-            "attachment namespace selector with an unknown operator",
-            json!({ "primary": { "auto": {} }, "attachments": { "namespaceSelector": { "matchExpressions": [{ "key": "team", "operator": "Like" }] } } }),
-            "spec.attachments.namespaceSelector.matchExpressions[0].operator: Unsupported value: \"Like\"",
-        ),
-        (
-            "unsupported cniVersion",
-            json!({ "primary": { "auto": {} }, "multus": { "cniVersion": "0.2.0" } }),
-            "spec.multus.cniVersion: Unsupported value: \"0.2.0\"",
-        ),
-    ];
-    for (case, spec, expected) in table {
+    let cases: Vec<serde_json::Value> = serde_saphyr::from_str(REJECTED).expect("valid YAML");
+    assert!(!cases.is_empty());
+    for row in cases {
+        let (case, spec) = (row["case"].as_str().expect("case"), row["spec"].clone());
+        let expected = row["message"].as_str().expect("message");
         let name = unique_name("invalid");
         let err = api
             .create(&PostParams::default(), &mcfg(&name, spec))
@@ -270,36 +193,15 @@ async fn a_valid_multusconfig_is_stored_with_defaults_and_kubectl_shows_its_colu
 #[tokio::test]
 async fn a_node_bound_token_authenticates_until_its_node_is_deleted() {
     let _slot = multus_e2e::test_slot!();
-    let cp = ControlPlane::shared();
-    let admin = cp.client().await.unwrap();
-    let ns = unique_name("tokens");
-    fixtures::namespace(&admin, &ns).await.unwrap();
-    fixtures::service_account(&admin, &ns, "multus")
-        .await
-        .unwrap();
-    let node_name = unique_name("node");
-    let node = fixtures::node(&admin, &node_name, &[], &[]).await.unwrap();
-    let uid = node.metadata.uid.clone().unwrap();
+    let accounts = Accounts::new("tokens").await;
+    let (admin, node_name) = (&accounts.admin, &accounts.node_name);
+    let uid = accounts.node.metadata.uid.clone().unwrap();
 
-    let minted = fixtures::token(
-        &admin,
-        &ns,
-        "multus",
-        BoundTo::Node {
-            name: &node_name,
-            uid: &uid,
-        },
-        600,
-    )
-    .await
-    .unwrap();
-    let token = minted.status.and_then(|s| s.token).expect("token issued");
-    let as_multus = cp.client_with_token(&token).await.unwrap();
-    let user = fixtures::whoami(&as_multus).await.unwrap();
-    assert_eq!(
-        user.username.as_deref(),
-        Some(format!("system:serviceaccount:{ns}:multus").as_str())
-    );
+    let bound = BoundTo::Node {
+        name: node_name,
+        uid: &uid,
+    };
+    let (as_multus, user) = accounts.multus_token(bound).await;
     let extra = user.extra.unwrap_or_default();
     assert_eq!(
         extra.get("authentication.kubernetes.io/node-name"),
@@ -307,7 +209,7 @@ async fn a_node_bound_token_authenticates_until_its_node_is_deleted() {
     );
 
     Api::<Node>::all(admin.clone())
-        .delete(&node_name, &DeleteParams::default())
+        .delete(node_name, &DeleteParams::default())
         .await
         .unwrap();
     // The API server caches a successful token authentication for 10 s and learns of the
@@ -331,9 +233,7 @@ async fn a_node_bound_token_authenticates_until_its_node_is_deleted() {
 async fn a_validating_admission_policy_really_denies_requests() {
     let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
-    let client = cp.client().await.unwrap();
-    let ns = unique_name("vap");
-    fixtures::namespace(&client, &ns).await.unwrap();
+    let (client, ns) = fixtures::test_namespace(cp, "vap").await.unwrap();
     let policy_name = unique_name("deny-forbidden");
     let gvk = |kind| GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
     let policies: Api<DynamicObject> = Api::all_with(
@@ -492,15 +392,8 @@ fn no_process_outlives_its_test_process() {
 #[tokio::test]
 async fn a_pod_bound_token_names_its_pod_and_the_pods_node() {
     let _slot = multus_e2e::test_slot!();
-    let cp = ControlPlane::shared();
-    let admin = cp.client().await.unwrap();
-    let ns = unique_name("podtoken");
-    fixtures::namespace(&admin, &ns).await.unwrap();
-    fixtures::service_account(&admin, &ns, "multus")
-        .await
-        .unwrap();
-    let node_name = unique_name("node");
-    fixtures::node(&admin, &node_name, &[], &[]).await.unwrap();
+    let accounts = Accounts::new("podtoken").await;
+    let (admin, ns, node_name) = (&accounts.admin, &accounts.ns, &accounts.node_name);
     // A pod already bound to the node, as a DaemonSet's pod is (no scheduler here).
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
@@ -513,32 +406,17 @@ async fn a_pod_bound_token_names_its_pod_and_the_pods_node() {
         },
     }))
     .unwrap();
-    let pod = Api::<Pod>::namespaced(admin.clone(), &ns)
+    let pod = Api::<Pod>::namespaced(admin.clone(), ns)
         .create(&PostParams::default(), &pod)
         .await
         .unwrap();
     let uid = pod.metadata.uid.clone().unwrap();
 
-    let minted = fixtures::token(
-        &admin,
-        &ns,
-        "multus",
-        BoundTo::Pod {
-            name: "agent",
-            uid: &uid,
-        },
-        600,
-    )
-    .await
-    .unwrap();
-    let token = minted.status.and_then(|s| s.token).expect("token issued");
-    let user = fixtures::whoami(&cp.client_with_token(&token).await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        user.username.as_deref(),
-        Some(format!("system:serviceaccount:{ns}:multus").as_str())
-    );
+    let bound = BoundTo::Pod {
+        name: "agent",
+        uid: &uid,
+    };
+    let (_, user) = accounts.multus_token(bound).await;
     // These claims are what an admission policy can key a node's permissions on.
     let extra = user.extra.unwrap_or_default();
     assert_eq!(
@@ -547,6 +425,6 @@ async fn a_pod_bound_token_names_its_pod_and_the_pods_node() {
     );
     assert_eq!(
         extra.get("authentication.kubernetes.io/node-name"),
-        Some(&vec![node_name])
+        Some(&vec![node_name.clone()])
     );
 }

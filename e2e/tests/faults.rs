@@ -77,8 +77,8 @@ impl Drop for Mounted {
 }
 
 /// A scenario whose MultusConfig writes the test namespace's NADs, with one NAD whose file
-/// takes `pad` bytes.
-async fn with_attachment(prefix: &str, pad: usize) -> OneNode {
+/// takes `pad` bytes; and the path of its host root.
+async fn with_attachment(prefix: &str, pad: usize) -> (OneNode, PathBuf) {
     let cp = ControlPlane::shared();
     // Only this test's NAD: the tests of this binary share the cluster, and NADs of one
     // name in several namespaces clash.
@@ -113,7 +113,16 @@ async fn with_attachment(prefix: &str, pad: usize) -> OneNode {
     )
     .await
     .unwrap();
-    scenario
+    let root = scenario.root.path().to_path_buf();
+    (scenario, root)
+}
+
+/// A scenario with a small attachment whose agent runs and has applied its bundle.
+async fn applied(prefix: &str) -> (OneNode, RunningAgent, PathBuf) {
+    let (scenario, root) = with_attachment(prefix, 16).await;
+    let agent = scenario.agent().await.unwrap();
+    wait_state(&scenario, "Applied").await;
+    (scenario, agent, root)
 }
 
 async fn wait_state(scenario: &OneNode, state: &str) -> BTreeMap<String, String> {
@@ -124,8 +133,7 @@ async fn wait_state(scenario: &OneNode, state: &str) -> BTreeMap<String, String>
 async fn a_full_disk_leaves_no_partial_file_reports_failed_and_recovers_when_space_returns() {
     let _slot = multus_e2e::test_slot!();
     // A 40 KiB attachment into a 16 KiB file system.
-    let scenario = with_attachment("diskfull", 40 * 1024).await;
-    let root = scenario.root.path();
+    let (scenario, root) = with_attachment("diskfull", 40 * 1024).await;
     let disk = Mounted::tmpfs(&root.join(ATTACHMENTS), "16k");
     let agent = scenario.agent().await.unwrap();
     let annotations = wait_state(&scenario, "Failed").await;
@@ -155,15 +163,13 @@ async fn a_full_disk_leaves_no_partial_file_reports_failed_and_recovers_when_spa
     )
     .unwrap_or_default();
     assert!(retries >= 1.0, "{metrics}");
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    scenario.operator.stop().await;
+    scenario.finish(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_directory_reports_failed_and_recovers_when_writable_again() {
     let _slot = multus_e2e::test_slot!();
-    let scenario = with_attachment("readonly", 16).await;
-    let root = scenario.root.path();
+    let (scenario, root) = with_attachment("readonly", 16).await;
     let mount = Mounted::read_only(&root.join(ATTACHMENTS));
     let agent = scenario.agent().await.unwrap();
     let annotations = wait_state(&scenario, "Failed").await;
@@ -177,21 +183,16 @@ async fn a_read_only_directory_reports_failed_and_recovers_when_writable_again()
         root.join(format!("{ATTACHMENTS}/{}-big.conf", scenario.ns))
             .exists()
     );
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    scenario.operator.stop().await;
+    scenario.finish(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_deleted_while_its_agent_runs_leaves_its_files_and_the_new_nodes_agent_takes_over() {
     let _slot = multus_e2e::test_slot!();
-    let scenario = with_attachment("nodegone", 16).await;
-    let root = scenario.root.path();
-    let agent = scenario.agent().await.unwrap();
-    wait_state(&scenario, "Applied").await;
-    let applied = snapshot(root);
+    let (scenario, agent, root) = applied("nodegone").await;
+    let applied = snapshot(&root);
 
-    let nodes: Api<Node> = Api::all(scenario.client.clone());
-    nodes
+    Api::<Node>::all(scenario.client.clone())
         .delete(&scenario.node, &DeleteParams::default())
         .await
         .unwrap();
@@ -215,7 +216,7 @@ async fn a_node_deleted_while_its_agent_runs_leaves_its_files_and_the_new_nodes_
             .ok(),
         Some(200)
     );
-    let after = snapshot(root);
+    let after = snapshot(&root);
     let kept: Vec<&String> = applied
         .keys()
         .filter(|k| k.starts_with("etc/cni"))
@@ -241,25 +242,21 @@ async fn a_node_deleted_while_its_agent_runs_leaves_its_files_and_the_new_nodes_
         .agent_kubeconfig(ControlPlane::shared(), &scenario.node)
         .await
         .unwrap();
-    let agent = RunningAgent::start_as(&kubeconfig, &scenario.ns, &scenario.node, root)
+    let agent = RunningAgent::start_as(&kubeconfig, &scenario.ns, &scenario.node, &root)
         .await
         .unwrap();
     wait_state(&scenario, "Applied").await;
-    let renewed = snapshot(root);
+    let renewed = snapshot(&root);
     for key in applied.keys().filter(|k| k.ends_with(".conf")) {
         assert_eq!(renewed.get(key), applied.get(key), "{key}");
     }
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    scenario.operator.stop().await;
+    scenario.finish(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multusconfig_deleted_while_the_agent_is_down_is_cleaned_up_when_it_returns() {
     let _slot = multus_e2e::test_slot!();
-    let scenario = with_attachment("cleanup", 16).await;
-    let root = scenario.root.path();
-    let agent = scenario.agent().await.unwrap();
-    wait_state(&scenario, "Applied").await;
+    let (scenario, agent, root) = applied("cleanup").await;
     // Down for an upgrade: SIGTERM leaves every file.
     assert!(agent.terminate().await.is_some_and(|s| s.success()));
     assert!(root.join("etc/cni/net.d/00-multus.conf").exists());
@@ -295,7 +292,7 @@ async fn a_multusconfig_deleted_while_the_agent_is_down_is_cleaned_up_when_it_re
         }
     })
     .await;
-    let left: Vec<String> = snapshot(root)
+    let left: Vec<String> = snapshot(&root)
         .into_keys()
         .filter(|k| k.starts_with("etc/"))
         .collect();
@@ -304,6 +301,5 @@ async fn a_multusconfig_deleted_while_the_agent_is_down_is_cleaned_up_when_it_re
         vec!["etc/cni/net.d/10-calico.conflist"],
         "only the primary stays"
     );
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    scenario.operator.stop().await;
+    scenario.finish(agent).await;
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use multus_crds::bundle::{NodeBundle, feedback};
 use multus_e2e::ControlPlane;
+use multus_e2e::agent::RunningAgent;
 use multus_e2e::operator::eventually;
 use multus_e2e::scenario::OneNode;
 
@@ -66,6 +67,24 @@ async fn applied_after(scenario: &OneNode, previous: Option<&str>, what: &str) -
 
 async fn applied(scenario: &OneNode, what: &str) -> String {
     applied_after(scenario, None, what).await
+}
+
+/// The failed token rotations the agent has counted.
+async fn rotation_failures(agent: &RunningAgent) -> f64 {
+    multus_e2e::http::metric(
+        &agent.metrics().await,
+        "multus_node_agent_token_rotation_failures_total",
+    )
+    .unwrap_or_default()
+}
+
+/// Waits until the agent has counted more failed token rotations than `count`.
+async fn failed_rotation_after(agent: &RunningAgent, count: f64, what: &str) {
+    eventually(what, WAIT, || async {
+        let n = rotation_failures(agent).await;
+        (n > count).then_some(()).ok_or(format!("{n} failures"))
+    })
+    .await;
 }
 
 fn bridge_nad(ns: &str, bridge: &str) -> serde_json::Value {
@@ -136,8 +155,7 @@ async fn etcd_restarted_during_a_rollout_loses_nothing_and_the_rollout_completes
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(written["bridge"], "br-three");
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    scenario.operator.stop().await;
+    scenario.finish(agent).await;
 }
 
 /// The token in the host kubeconfig on disk, and whom the API server says it is.
@@ -207,26 +225,11 @@ async fn the_api_server_down_across_a_token_rotation_leaves_a_working_token_in_t
         .unwrap();
     // While it is down rotations fail; the file keeps its token, which is still valid for
     // minutes.
-    let failures = || async {
-        multus_e2e::http::metric(
-            &agent.metrics().await,
-            "multus_node_agent_token_rotation_failures_total",
-        )
-        .unwrap_or_default()
-    };
-    let start = failures().await;
-    eventually("a failed rotation counted", WAIT, || async {
-        let n = failures().await;
-        (n > start).then_some(()).ok_or(format!("{n} failures"))
-    })
-    .await;
+    let start = rotation_failures(&agent).await;
+    failed_rotation_after(&agent, start, "a failed rotation counted").await;
     let (kept, _) = token_in_file(cp, root).await;
-    let next = failures().await;
-    eventually("another failed rotation counted", WAIT, || async {
-        let n = failures().await;
-        (n > next).then_some(()).ok_or(format!("{n} failures"))
-    })
-    .await;
+    let next = rotation_failures(&agent).await;
+    failed_rotation_after(&agent, next, "another failed rotation counted").await;
     let (still, _) = token_in_file(cp, root).await;
     assert_eq!(
         still, kept,
@@ -258,6 +261,5 @@ async fn the_api_server_down_across_a_token_rotation_leaves_a_working_token_in_t
         after.1,
         format!("system:serviceaccount:{}:multus", scenario.ns)
     );
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    scenario.operator.stop().await;
+    scenario.finish(agent).await;
 }

@@ -15,6 +15,7 @@ use kube::api::Api;
 use multus_crds::bundle::feedback;
 use multus_e2e::agent::{Launch, RunningAgent, snapshot};
 use multus_e2e::fixtures::{self, BoundTo};
+use multus_e2e::process::expect_success;
 use multus_e2e::scenario::OneNode;
 use multus_e2e::upstream::{InCluster, leave_thin_node};
 use multus_e2e::{ControlPlane, E2eError};
@@ -123,23 +124,13 @@ async fn with_the_take_over_value_the_agent_replaces_upstreams_files_keeps_a_bac
 
     let agent = agent(&scenario, true).await.unwrap();
     wait_state(&scenario, "Applied").await;
-    let name = scenario.ns.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        ControlPlane::shared().kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            &format!("mcfg/{name}"),
-            "--timeout=60s",
-        ])
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl wait: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let config = format!("mcfg/{}", scenario.ns);
+    let wait = ["wait", "--for=condition=Ready", &config, "--timeout=60s"];
+    let out = ControlPlane::shared()
+        .kubectl_from_async(&wait)
+        .await
+        .unwrap();
+    expect_success(&out, "kubectl wait");
 
     for (path, bytes) in &upstream {
         assert_eq!(
@@ -178,8 +169,7 @@ async fn with_the_take_over_value_the_agent_replaces_upstreams_files_keeps_a_bac
             .contains("multus_node_agent_upstream_backups_total 0")
     );
     assert_eq!(snapshot(root), before);
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    scenario.operator.stop().await;
+    scenario.finish(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,6 +189,5 @@ async fn without_the_take_over_value_the_agent_touches_nothing_and_names_the_val
     }
     assert!(!root.join(BACKUP).exists(), "no backup without the value");
     assert!(!agent.is_ready().await);
-    assert!(agent.terminate().await.is_some_and(|s| s.success()));
-    scenario.operator.stop().await;
+    scenario.finish(agent).await;
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use multus_e2e::oci::{self, CRI_NAMESPACE, images};
-use multus_e2e::process::{MARKER, Supervised, wait_until};
+use multus_e2e::process::{MARKER, Supervised, expect_success, wait_until};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -110,14 +110,7 @@ impl TestContainerd {
     /// unless it exits 0.
     fn run_ok(&self, image: &str, id: &str, args: &[&str]) -> String {
         let out = self.run(image, id, args).output().expect("ctr run");
-        assert!(
-            out.status.success(),
-            "ctr run {image} {args:?}: {}\nstderr: {}\nstdout: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        expect_success(&out, &format!("ctr run {image} {args:?}"))
     }
 
     /// The cgroup every container of this containerd goes under (named like the state
@@ -128,15 +121,7 @@ impl TestContainerd {
 
     /// Runs `args` to completion and returns its stdout; fails the test on a non-zero exit.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctr(args);
-        assert!(
-            out.status.success(),
-            "ctr {args:?}: {}\nstderr: {}\nstdout: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        expect_success(&self.ctr(args), &format!("ctr {args:?}"))
     }
 }
 

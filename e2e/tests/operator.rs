@@ -15,9 +15,11 @@ use multus_crds::bundle::{
     AgentState, MANAGED_BY_LABEL, NODE_ANNOTATION, NodeBundle, REMOVE_ANNOTATION,
     node_configmap_name,
 };
+use multus_crds::nad::NODE_CONFIG_ANNOTATION;
 use multus_crds::status::condition;
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 use multus_e2e::operator::{RunningOperator, TEST_LABEL, agent_reports, eventually};
+use multus_e2e::process::expect_success;
 use multus_e2e::test_env::TestEnv;
 use multus_e2e::{ControlPlane, fixtures};
 use multus_operator::attachments;
@@ -70,10 +72,20 @@ impl Env {
             .unwrap()
     }
 
+    /// Creates one node of this test's pool per uplink, named `<test>-n1`, `<test>-n2`...;
+    /// returns their names.
+    async fn nodes<const N: usize>(&self, uplinks: [&str; N]) -> [String; N] {
+        let names = std::array::from_fn(|i| format!("{}-n{}", self.test, i + 1));
+        for (name, uplink) in names.iter().zip(uplinks) {
+            self.node(name, uplink).await;
+        }
+        names
+    }
+
     async fn nad(&self, name: &str, config: &str, node_config: Option<&str>) {
         let mut annotations = BTreeMap::new();
         if let Some(template) = node_config {
-            annotations.insert("operator.multus.dev/node-config", template);
+            annotations.insert(NODE_CONFIG_ANNOTATION, template);
         }
         self.base.nad(name, &annotations, config).await.unwrap();
     }
@@ -116,6 +128,23 @@ impl Env {
             .unwrap()
     }
 
+    /// Creates the pool's nodes (as [`Self::nodes`]), starts the operator, creates the
+    /// MultusConfig `name` (as [`Self::config`]) and waits until every node has its bundle.
+    async fn operate<const N: usize>(
+        &self,
+        name: &str,
+        extra: Value,
+        uplinks: [&str; N],
+    ) -> (RunningOperator, [String; N], BTreeMap<String, ConfigMap>) {
+        let nodes = self.nodes(uplinks).await;
+        let op = self.operator();
+        self.config(name, extra).await;
+        let bundles = self
+            .wait_bundles(&format!("{N} bundles"), |b| b.len() == N)
+            .await;
+        (op, nodes, bundles)
+    }
+
     /// Bundle ConfigMaps by node name.
     async fn bundles(&self) -> BTreeMap<String, ConfigMap> {
         let list = self
@@ -137,12 +166,23 @@ impl Env {
             .collect()
     }
 
+    /// Waits until the bundles by node name satisfy `check`; returns them.
     async fn wait_bundles(
         &self,
         what: &str,
         check: impl Fn(&BTreeMap<String, ConfigMap>) -> bool,
     ) -> BTreeMap<String, ConfigMap> {
-        eventually(what, WAIT, || async {
+        self.wait_bundles_within(what, WAIT, check).await
+    }
+
+    /// [`Self::wait_bundles`] with a deadline of `timeout`.
+    async fn wait_bundles_within(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&BTreeMap<String, ConfigMap>) -> bool,
+    ) -> BTreeMap<String, ConfigMap> {
+        eventually(what, timeout, || async {
             let bundles = self.bundles().await;
             if check(&bundles) {
                 Ok(bundles)
@@ -153,18 +193,22 @@ impl Env {
         .await
     }
 
+    /// Waits until there are `n` bundles and every one satisfies `check`.
+    async fn wait_every_bundle(
+        &self,
+        what: &str,
+        n: usize,
+        check: impl Fn(&ConfigMap) -> bool,
+    ) -> BTreeMap<String, ConfigMap> {
+        self.wait_bundles(what, |b| b.len() == n && b.values().all(&check))
+            .await
+    }
+
     /// Waits until there are `n` bundles, each marked for removal.
     async fn wait_marked_for_removal(&self, n: usize) -> BTreeMap<String, ConfigMap> {
-        self.wait_bundles(&format!("{n} bundles marked for removal"), |b| {
-            b.len() == n
-                && b.values().all(|cm| {
-                    cm.metadata
-                        .annotations
-                        .as_ref()
-                        .is_some_and(|a| a.contains_key(REMOVE_ANNOTATION))
-                })
-        })
-        .await
+        let what = format!("{n} bundles marked for removal");
+        self.wait_every_bundle(&what, n, |cm| removal_mark(cm).is_some())
+            .await
     }
 
     async fn wait_condition(&self, config: &str, type_: &str, status: &str) -> MultusConfig {
@@ -187,14 +231,20 @@ impl Env {
         .await
     }
 
+    /// Plays the agent of `cm`'s node reporting `state` for the bundle `hash`, with the
+    /// error `message`.
+    async fn report(&self, cm: &ConfigMap, state: AgentState, hash: &str, message: &str) {
+        let name = cm.metadata.name.as_deref().unwrap();
+        agent_reports(&self.client, &self.ns, name, state, hash, message)
+            .await
+            .unwrap();
+    }
+
     /// Plays every node's agent reporting its current bundle as applied.
     async fn all_agents_applied(&self, bundles: &BTreeMap<String, ConfigMap>) {
         for cm in bundles.values() {
             let hash = bundle_of(cm).manifest.bundle_hash;
-            let name = cm.metadata.name.as_deref().unwrap();
-            agent_reports(&self.client, &self.ns, name, AgentState::Applied, &hash, "")
-                .await
-                .unwrap();
+            self.report(cm, AgentState::Applied, &hash, "").await;
         }
     }
 
@@ -223,11 +273,27 @@ fn bundle_of(cm: &ConfigMap) -> NodeBundle {
     NodeBundle::from_configmap_data(cm.data.as_ref().unwrap()).unwrap()
 }
 
+/// Whether the bundle holds the file `key`.
+fn has_file(cm: &ConfigMap, key: &str) -> bool {
+    cm.data.as_ref().is_some_and(|d| d.contains_key(key))
+}
+
+/// The bundle's removal mark, if it has one.
+fn removal_mark(cm: &ConfigMap) -> Option<&str> {
+    let annotations = cm.metadata.annotations.as_ref()?;
+    annotations.get(REMOVE_ANNOTATION).map(String::as_str)
+}
+
 fn file_json(cm: &ConfigMap, key: &str) -> Option<Value> {
     cm.data
         .as_ref()?
         .get(key)
         .and_then(|t| serde_json::from_str(t).ok())
+}
+
+/// Whether the bundle's Multus config has the rollout test's change: `logLevel: debug`.
+fn logs_debug(cm: &ConfigMap) -> bool {
+    file_json(cm, "00-multus.conf").is_some_and(|v| v["logLevel"] == "debug")
 }
 
 const BRIDGE: &str = r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"br-e2e","ipam":{"type":"host-local","subnet":"10.99.0.0/16"}}"#;
@@ -237,10 +303,7 @@ const MACVLAN_TEMPLATE: &str = r#"{"cniVersion":"0.3.1","type":"macvlan","master
 async fn one_config_three_nodes_two_nads_follow_every_change() {
     let _slot = multus_e2e::test_slot!();
     let env = Env::new("bundles").await;
-    let nodes: Vec<String> = (1..=3).map(|i| format!("{}-n{i}", env.test)).collect();
-    for (i, n) in nodes.iter().enumerate() {
-        env.node(n, &format!("eth{}", i + 1)).await;
-    }
+    let nodes = env.nodes(["eth1", "eth2", "eth3"]).await;
     env.nad("plain", BRIDGE, None).await;
     env.nad("perhost", "", Some(MACVLAN_TEMPLATE)).await;
     let op = env.operator();
@@ -251,15 +314,9 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
     .await;
 
     let bundles = env
-        .wait_bundles("three bundles with both attachments", |b| {
-            b.len() == 3
-                && b.values().all(|cm| {
-                    let d = cm.data.as_ref();
-                    d.is_some_and(|d| {
-                        d.contains_key(&format!("{}-plain.conf", env.ns))
-                            && d.contains_key(&format!("{}-perhost.conf", env.ns))
-                    })
-                })
+        .wait_every_bundle("three bundles with both attachments", 3, |cm| {
+            has_file(cm, &format!("{}-plain.conf", env.ns))
+                && has_file(cm, &format!("{}-perhost.conf", env.ns))
         })
         .await;
 
@@ -311,18 +368,12 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
     env.label_node(&nodes[2], POOL_LABEL, None).await;
     let bundles = env
         .wait_bundles("removal mark on the third node", |b| {
-            b.get(&nodes[2]).is_some_and(|cm| {
-                cm.metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.get(REMOVE_ANNOTATION).map(String::as_str) == Some("true"))
-            })
+            b.get(&nodes[2])
+                .is_some_and(|cm| removal_mark(cm) == Some("true"))
         })
         .await;
-    let removed = bundles[&nodes[2]].metadata.name.clone().unwrap();
-    agent_reports(&env.client, &env.ns, &removed, AgentState::Removed, "", "")
-        .await
-        .unwrap();
+    env.report(&bundles[&nodes[2]], AgentState::Removed, "", "")
+        .await;
     env.wait_bundles("third node's ConfigMap deleted", |b| {
         !b.contains_key(&nodes[2])
     })
@@ -332,12 +383,8 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
     env.label_node(&nodes[2], POOL_LABEL, Some(&env.test)).await;
     env.wait_bundles("bundle for the relabelled node", |b| {
         b.len() == 3
-            && b.get(&nodes[2]).is_some_and(|cm| {
-                cm.metadata
-                    .annotations
-                    .as_ref()
-                    .is_none_or(|a| !a.contains_key(REMOVE_ANNOTATION))
-            })
+            && b.get(&nodes[2])
+                .is_some_and(|cm| removal_mark(cm).is_none())
     })
     .await;
 
@@ -353,20 +400,16 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
     env.nad("plain", &BRIDGE.replace("br-e2e", "br-edited"), None)
         .await;
     let plain = format!("{}-plain.conf", env.ns);
-    env.wait_bundles("edited NAD in every bundle", |b| {
-        b.len() == 4
-            && b.values()
-                .all(|cm| file_json(cm, &plain).is_some_and(|v| v["bridge"] == "br-edited"))
+    env.wait_every_bundle("edited NAD in every bundle", 4, |cm| {
+        file_json(cm, &plain).is_some_and(|v| v["bridge"] == "br-edited")
     })
     .await;
     env.nads()
         .delete("plain", &DeleteParams::default())
         .await
         .unwrap();
-    env.wait_bundles("deleted NAD gone from every bundle", |b| {
-        b.len() == 4
-            && b.values()
-                .all(|cm| !cm.data.as_ref().is_some_and(|d| d.contains_key(&plain)))
+    env.wait_every_bundle("deleted NAD gone from every bundle", 4, |cm| {
+        !has_file(cm, &plain)
     })
     .await;
     op.stop().await;
@@ -376,7 +419,7 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
 async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
     let _slot = multus_e2e::test_slot!();
     let env = Env::new("invalid").await;
-    env.node(&format!("{}-n1", env.test), "eth1").await;
+    env.nodes(["eth1"]).await;
     env.nad("good", BRIDGE, None).await;
     env.nad("broken", r#"{"cniVersion":"0.3.1","type":"#, None)
         .await;
@@ -451,8 +494,7 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
 async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_reported() {
     let _slot = multus_e2e::test_slot!();
     let env = Env::new("giveup").await;
-    let node = format!("{}-n1", env.test);
-    env.node(&node, "eth1").await;
+    let [node] = env.nodes(["eth1"]).await;
     let op = RunningOperator::start(
         env.operator_client.clone(),
         &env.ns,
@@ -500,8 +542,7 @@ async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_re
 async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
     let _slot = multus_e2e::test_slot!();
     let env = Env::new("conflict").await;
-    let node = format!("{}-n1", env.test);
-    env.node(&node, "eth1").await;
+    let [node] = env.nodes(["eth1"]).await;
     let op = env.operator();
     // The older config has the name that sorts last, so only the age rule makes it win
     // (ties in the one-second creation time would go by name).
@@ -554,30 +595,21 @@ async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
 async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_failure() {
     let _slot = multus_e2e::test_slot!();
     let env = Env::new("rollout").await;
-    let nodes: Vec<String> = (1..=3).map(|i| format!("{}-n{i}", env.test)).collect();
-    for n in &nodes {
-        env.node(n, "eth1").await;
-    }
-    let op = env.operator();
-    env.config("rollout", json!({ "rollout": { "maxUnavailable": 1 } }))
-        .await;
-    let bundles = env.wait_bundles("three bundles", |b| b.len() == 3).await;
+    let one_at_a_time = json!({ "rollout": { "maxUnavailable": 1 } });
+    let (op, nodes, bundles) = env.operate("rollout", one_at_a_time, ["eth1"; 3]).await;
 
     // Every agent applies the first bundle: the config becomes Ready, and kubectl can wait
     // for it.
     env.all_agents_applied(&bundles).await;
-    // kubectl blocks; keep it off the runtime the operator runs on.
-    let out = tokio::task::spawn_blocking(|| {
-        ControlPlane::shared().kubectl(&[
+    let out = ControlPlane::shared()
+        .kubectl_from_async(&[
             "wait",
             "--for=condition=Ready",
             "mcfg/rollout",
             "--timeout=30s",
         ])
-    })
-    .await
-    .unwrap()
-    .unwrap();
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "kubectl wait: {}; status: {:?}",
@@ -606,9 +638,7 @@ async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_f
         let b = env.bundles().await;
         let updated: Vec<String> = b
             .iter()
-            .filter(|(_, cm)| {
-                file_json(cm, "00-multus.conf").is_some_and(|v| v["logLevel"] == "debug")
-            })
+            .filter(|(_, cm)| logs_debug(cm))
             .map(|(n, _)| n.clone())
             .collect();
         if updated.len() == 1 {
@@ -641,16 +671,13 @@ async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_f
     // The first updated node fails: the rollout stops there and the status names it.
     let cm = &env.bundles().await[&first];
     let hash = bundle_of(cm).manifest.bundle_hash;
-    agent_reports(
-        &env.client,
-        &env.ns,
-        cm.metadata.name.as_deref().unwrap(),
+    env.report(
+        cm,
         AgentState::Failed,
         &hash,
         "cannot write 00-multus.conf: read-only file system",
     )
-    .await
-    .unwrap();
+    .await;
     let config = env
         .wait_condition("rollout", condition::DEGRADED, "True")
         .await;
@@ -678,20 +705,9 @@ async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_f
     }
 
     // The failing node recovers: the next node gets the bundle.
-    agent_reports(
-        &env.client,
-        &env.ns,
-        cm.metadata.name.as_deref().unwrap(),
-        AgentState::Applied,
-        &hash,
-        "",
-    )
-    .await
-    .unwrap();
-    env.wait_bundles("second node updated", |b| {
-        file_json(&b[&nodes[1]], "00-multus.conf").is_some_and(|v| v["logLevel"] == "debug")
-    })
-    .await;
+    env.report(cm, AgentState::Applied, &hash, "").await;
+    env.wait_bundles("second node updated", |b| logs_debug(&b[&nodes[1]]))
+        .await;
     op.stop().await;
 }
 
@@ -699,13 +715,7 @@ async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_f
 async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
     let _slot = multus_e2e::test_slot!();
     let env = Env::new("delete").await;
-    let nodes: Vec<String> = (1..=2).map(|i| format!("{}-n{i}", env.test)).collect();
-    for n in &nodes {
-        env.node(n, "eth1").await;
-    }
-    let op = env.operator();
-    env.config("doomed", json!({})).await;
-    let bundles = env.wait_bundles("two bundles", |b| b.len() == 2).await;
+    let (op, nodes, bundles) = env.operate("doomed", json!({}), ["eth1"; 2]).await;
     // What makes the ConfigMaps go with their MultusConfig is ours: each is owned by it,
     // as its controller, and blocks its deletion until the garbage collector has run.
     let owner = env.configs().get("doomed").await.unwrap();
@@ -725,16 +735,8 @@ async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
 
     let marked = env.wait_marked_for_removal(2).await;
     // One agent confirms; the MultusConfig must still exist, held by its finalizer.
-    agent_reports(
-        &env.client,
-        &env.ns,
-        marked[&nodes[0]].metadata.name.as_deref().unwrap(),
-        AgentState::Removed,
-        "",
-        "",
-    )
-    .await
-    .unwrap();
+    env.report(&marked[&nodes[0]], AgentState::Removed, "", "")
+        .await;
     let waiting = eventually("status naming the node still cleaning up", WAIT, || async {
         let c = env
             .configs()
@@ -752,16 +754,8 @@ async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
     assert!(waiting.contains(&nodes[1]), "{waiting}");
     assert!(env.configs().get_opt("doomed").await.unwrap().is_some());
 
-    agent_reports(
-        &env.client,
-        &env.ns,
-        bundles[&nodes[1]].metadata.name.as_deref().unwrap(),
-        AgentState::Removed,
-        "",
-        "",
-    )
-    .await
-    .unwrap();
+    env.report(&bundles[&nodes[1]], AgentState::Removed, "", "")
+        .await;
     eventually("MultusConfig gone", WAIT, || async {
         match env.configs().get_opt("doomed").await {
             Ok(None) => Ok(()),
@@ -770,15 +764,8 @@ async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
     })
     .await;
     // Deleting them is the garbage collector's part (upstream's speed, bounded by GC_WAIT).
-    eventually("ConfigMaps garbage collected", GC_WAIT, || async {
-        let left = env.bundles().await;
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{:?}", left.keys().collect::<Vec<_>>()))
-        }
-    })
-    .await;
+    env.wait_bundles_within("ConfigMaps garbage collected", GC_WAIT, BTreeMap::is_empty)
+        .await;
     op.stop().await;
 }
 
@@ -786,15 +773,10 @@ async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
 async fn restarting_the_operator_with_nothing_changed_writes_nothing() {
     let _slot = multus_e2e::test_slot!();
     let env = Env::new("restart").await;
-    for i in 1..=3 {
-        env.node(&format!("{}-n{i}", env.test), "eth1").await;
-    }
     env.nad("plain", BRIDGE, None).await;
     env.nad("broken", "{", None).await;
-    let op = env.operator();
-    env.config("steady", json!({ "rollout": { "maxUnavailable": "100%" } }))
-        .await;
-    let bundles = env.wait_bundles("three bundles", |b| b.len() == 3).await;
+    let all_at_once = json!({ "rollout": { "maxUnavailable": "100%" } });
+    let (op, _, bundles) = env.operate("steady", all_at_once, ["eth1"; 3]).await;
     env.all_agents_applied(&bundles).await;
     env.wait_condition("steady", condition::READY, "True").await;
     let reconciles_before = op.metrics.reconciles.get();
@@ -887,13 +869,7 @@ async fn uninstall(env: &Env, timeout: &str) -> tokio::process::Child {
 async fn uninstall_deletes_the_configs_and_returns_once_every_agent_removed_its_files() {
     let _slot = multus_e2e::test_slot!();
     let env = Env::new("uninstall").await;
-    let nodes: Vec<String> = (1..=2).map(|i| format!("{}-n{i}", env.test)).collect();
-    for n in &nodes {
-        env.node(n, "eth1").await;
-    }
-    let op = env.operator();
-    env.config("leaving", json!({})).await;
-    env.wait_bundles("two bundles", |b| b.len() == 2).await;
+    let (op, _, _) = env.operate("leaving", json!({}), ["eth1"; 2]).await;
 
     // Too short a wait with no agent answering: it fails, naming what is left.
     let early = uninstall(&env, "2s")
@@ -912,21 +888,13 @@ async fn uninstall_deletes_the_configs_and_returns_once_every_agent_removed_its_
     let child = uninstall(&env, "60s").await;
     let marked = env.wait_marked_for_removal(2).await;
     for cm in marked.values() {
-        let name = cm.metadata.name.as_deref().unwrap();
-        agent_reports(&env.client, &env.ns, name, AgentState::Removed, "", "")
-            .await
-            .unwrap();
+        env.report(cm, AgentState::Removed, "", "").await;
     }
     let done = tokio::time::timeout(WAIT, child.wait_with_output())
         .await
         .expect("uninstall returned")
         .unwrap();
-    let stdout = String::from_utf8_lossy(&done.stdout);
-    assert!(
-        done.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    let stdout = expect_success(&done, "multus-operator uninstall");
     assert!(stdout.contains("every MultusConfig is gone"), "{stdout}");
     assert!(env.configs().get_opt("leaving").await.unwrap().is_none());
     op.stop().await;

@@ -204,13 +204,8 @@ async fn wait_bundle(client: &Client, ns: &str, node: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_is_replaced_and_sends_no_write_after_it_resumes() {
     let _slot = multus_e2e::test_slot!();
-    let cp = tokio::task::spawn_blocking(ControlPlane::start_with_audit)
-        .await
-        .unwrap()
-        .expect("control plane with an audit log");
-    let admin = cp.client().await.unwrap();
-    let ns = unique_name("fencing");
-    fixtures::namespace(&admin, &ns).await.unwrap();
+    let cp = ControlPlane::own(ControlPlane::start_with_audit).await;
+    let (admin, ns) = fixtures::test_namespace(&cp, "fencing").await.unwrap();
     let identities = Identities::apply(&cp, &ns, "thin").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Each call binds a new token to a new Pod of the operator account, as two replicas of

@@ -7,10 +7,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::time::Duration;
 
-use multus_e2e::identities::Identities;
+use multus_e2e::http;
 use multus_e2e::operator::eventually;
 use multus_e2e::replica::Replica;
-use multus_e2e::{ControlPlane, fixtures, http, unique_name};
+use multus_e2e::test_env::TestEnv;
 use multus_operator::lease::LeaseLock;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -28,13 +28,9 @@ async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stops_on_sigterm() {
     let _slot = multus_e2e::test_slot!();
-    let cp = ControlPlane::shared();
-    let client = cp.client().await.unwrap();
-    let ns = unique_name("process");
-    fixtures::namespace(&client, &ns).await.unwrap();
-    let identities = Identities::apply(cp, &ns, "thin").await.unwrap();
-    let kubeconfig = identities.operator_kubeconfig(cp).await.unwrap();
-    let a = Replica::start(&kubeconfig, &ns, "replica-a", LEASE_NAME)
+    let env = TestEnv::new("process").await.unwrap();
+    let kubeconfig = env.identities.operator_kubeconfig(env.cp).await.unwrap();
+    let a = Replica::start(&kubeconfig, &env.ns, "replica-a", LEASE_NAME)
         .await
         .unwrap();
     let mut child = a.child;
@@ -59,12 +55,12 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
         "{metrics}"
     );
 
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
     assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-a"));
 
     // A second replica waits as a healthy standby: ready, so that a rolling update of a
     // two-replica Deployment can proceed, but not leading.
-    let b = Replica::start(&kubeconfig, &ns, "replica-b", LEASE_NAME)
+    let b = Replica::start(&kubeconfig, &env.ns, "replica-b", LEASE_NAME)
         .await
         .unwrap();
     b.wait_readyz(200, "standby", WAIT).await;
@@ -103,16 +99,12 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_replica_takes_the_lease_only_after_the_leader_stops_renewing() {
     let _slot = multus_e2e::test_slot!();
-    let cp = ControlPlane::shared();
-    let client = cp.client().await.unwrap();
-    let ns = unique_name("lease");
-    fixtures::namespace(&client, &ns).await.unwrap();
     // The Lease as the chart's operator account may hold it.
-    let identities = Identities::apply(cp, &ns, "thin").await.unwrap();
-    let operator = identities.operator_client(cp).await.unwrap();
+    let env = TestEnv::new("lease").await.unwrap();
+    let operator = env.identities.operator_client(env.cp).await.unwrap();
     let duration = Duration::from_secs(3);
-    let a = LeaseLock::new(operator.clone(), &ns, "leader", "a", duration);
-    let b = LeaseLock::new(operator, &ns, "leader", "b", duration);
+    let a = LeaseLock::new(operator.clone(), &env.ns, "leader", "a", duration);
+    let b = LeaseLock::new(operator, &env.ns, "leader", "b", duration);
     a.acquire().await;
     let holding = tokio::spawn(async move { a.hold().await });
 
@@ -127,7 +119,7 @@ async fn a_standby_replica_takes_the_lease_only_after_the_leader_stops_renewing(
     tokio::time::timeout(duration * 4, b.acquire())
         .await
         .expect("standby takes over after the lease expires");
-    let lease = Api::<Lease>::namespaced(client, &ns)
+    let lease = Api::<Lease>::namespaced(env.client.clone(), &env.ns)
         .get("leader")
         .await
         .unwrap();

@@ -49,13 +49,8 @@ async fn create_when_served(api: &Api<DynamicObject>, object: &DynamicObject) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_objects_are_reported_and_the_rest_keeps_reconciling() {
     let _slot = multus_e2e::test_slot!();
-    let cp = tokio::task::spawn_blocking(ControlPlane::start)
-        .await
-        .unwrap()
-        .expect("control plane");
-    let client = cp.client().await.unwrap();
-    let test = unique_name("undecodable");
-    fixtures::namespace(&client, &test).await.unwrap();
+    let cp = ControlPlane::own(ControlPlane::start).await;
+    let (client, test) = fixtures::test_namespace(&cp, "undecodable").await.unwrap();
     let node = unique_name("node");
     fixtures::node(&client, &node, &[(POOL_LABEL, test.as_str())], &[])
         .await

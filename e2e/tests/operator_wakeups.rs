@@ -3,15 +3,13 @@
 //! test's operator too and blur what is measured.
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-use multus_crds::MultusConfig;
-use multus_crds::bundle::node_configmap_name;
-use multus_e2e::identities::Identities;
-use multus_e2e::operator::{RunningOperator, TEST_LABEL, eventually};
-use multus_e2e::{ControlPlane, fixtures, unique_name};
+use multus_e2e::ControlPlane;
+use multus_e2e::operator::eventually;
+use multus_e2e::scenario::OneNode;
 
 /// Deadline for what the operator does (about a second when idle), on a busy machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -35,35 +33,13 @@ async fn settled(count: impl Fn() -> u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_status_heartbeats_never_wake_the_operator_and_label_changes_do() {
     let _slot = multus_e2e::test_slot!();
-    let cp = ControlPlane::shared();
-    let client = cp.client().await.unwrap();
-    let ns = unique_name("heartbeat");
-    fixtures::namespace(&client, &ns).await.unwrap();
-    let identities = Identities::apply(cp, &ns, "thin").await.unwrap();
-    let node = format!("{ns}-n1");
-    fixtures::node(&client, &node, &[("pool", &ns)], &[])
+    // One node, the operator, and a MultusConfig selecting the node.
+    let scenario = OneNode::start(ControlPlane::shared(), "heartbeat", json!({}))
         .await
         .unwrap();
-    let op = RunningOperator::start(
-        identities.operator_client(cp).await.unwrap(),
-        &ns,
-        &ns,
-        Duration::from_secs(60),
-    );
-    let config: MultusConfig = serde_json::from_value(json!({
-        "apiVersion": "operator.multus.dev/v1alpha1",
-        "kind": "MultusConfig",
-        "metadata": { "name": ns, "labels": { TEST_LABEL: ns } },
-        "spec": { "nodeSelector": { "matchLabels": { "pool": ns } }, "primary": { "auto": {} } },
-    }))
-    .unwrap();
-    Api::<MultusConfig>::all(client.clone())
-        .create(&PostParams::default(), &config)
-        .await
-        .unwrap();
-    let configmaps = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns);
+    let (op, node) = (&scenario.operator, &scenario.node);
     eventually("the node's bundle", WAIT, || async {
-        match configmaps.get_opt(&node_configmap_name(&node)).await {
+        match scenario.configmap().await {
             Ok(Some(_)) => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -72,7 +48,7 @@ async fn node_status_heartbeats_never_wake_the_operator_and_label_changes_do() {
     let before = settled(|| op.metrics.reconciles.get()).await;
 
     // What a kubelet does every few seconds: rewrite the Node's status.
-    let nodes: Api<Node> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(scenario.client.clone());
     for beat in 0..10 {
         let status = json!({ "status": { "conditions": [{
             "type": "Ready", "status": "True", "reason": "KubeletReady",
@@ -81,7 +57,7 @@ async fn node_status_heartbeats_never_wake_the_operator_and_label_changes_do() {
             "lastTransitionTime": "2026-01-01T00:00:00Z",
         }] } });
         nodes
-            .patch_status(&node, &PatchParams::default(), &Patch::Merge(&status))
+            .patch_status(node, &PatchParams::default(), &Patch::Merge(&status))
             .await
             .unwrap();
         // Beats further apart than the operator's debounce, so each would count.
@@ -96,7 +72,7 @@ async fn node_status_heartbeats_never_wake_the_operator_and_label_changes_do() {
     // A label is an input of node selection: it wakes the operator.
     let patch = json!({ "metadata": { "labels": { "e2e.multus.dev/rack": "r1" } } });
     nodes
-        .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
     eventually("a reconcile after the label change", WAIT, || async {
@@ -106,5 +82,5 @@ async fn node_status_heartbeats_never_wake_the_operator_and_label_changes_do() {
         }
     })
     .await;
-    op.stop().await;
+    scenario.operator.stop().await;
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use multus_crds::MultusConfig;
+use multus_crds::nad::NODE_CONFIG_ANNOTATION as NODE_CONFIG;
 use multus_crds::status::condition;
 use multus_e2e::ControlPlane;
 use multus_e2e::operator::{eventually, wait_event};
@@ -19,17 +20,26 @@ use multus_e2e::podnet::{AgentNode, PodRef, addresses_in, interfaces_in, printed
 /// Our operator and agent, on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The annotation that makes a NAD's content a node file (empty `spec.config`).
-const NODE_CONFIG: &str = "operator.multus.dev/node-config";
+/// The shared control plane and a new node of our own for one test, nothing running yet
+/// (see [`AgentNode::new`]).
+async fn agent_node(prefix: &str) -> (&'static ControlPlane, AgentNode) {
+    let cp = ControlPlane::shared();
+    (cp, AgentNode::new(cp, prefix).await.unwrap())
+}
+
+/// `command` (ADD, CHECK or DEL) for `pod`, through Multus, must succeed.
+async fn multus_ok(node: &AgentNode, command: &'static str, pod: &PodRef) {
+    let out = node.multus(command, pod).await.unwrap();
+    assert!(
+        out.status.success(),
+        "multus {command} failed: {}",
+        printed(&out)
+    );
+}
 
 /// ADD for `pod` must succeed; returns its addresses.
 async fn add(node: &AgentNode, pod: &PodRef) -> String {
-    let added = node.multus("ADD", pod).await.unwrap();
-    assert!(
-        added.status.success(),
-        "multus ADD failed: {}",
-        printed(&added)
-    );
+    multus_ok(node, "ADD", pod).await;
     addresses_in(&pod.netns).unwrap()
 }
 
@@ -41,8 +51,7 @@ fn status_of<'a>(status: &'a [Value], network: &str) -> Option<&'a Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() {
     let _slot = multus_e2e::test_slot!();
-    let cp = ControlPlane::shared();
-    let mut node = AgentNode::new(cp, "podnet").await.unwrap();
+    let (cp, mut node) = agent_node("podnet").await;
     // A NAD with an empty spec.config: its content reaches the node as a file.
     let storage = node.host.bridge_network(1, "198.18.1.0/24", false);
     node.nad("storage", json!({ NODE_CONFIG: storage.to_string() }), "")
@@ -69,12 +78,7 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
         links.contains("net1") && links.contains("198.18.1."),
         "file-backed network missing: {links}"
     );
-    let checked = node.multus("CHECK", &pod).await.unwrap();
-    assert!(
-        checked.status.success(),
-        "multus CHECK failed: {}",
-        printed(&checked)
-    );
+    multus_ok(&node, "CHECK", &pod).await;
 
     // Multus wrote the network status on the pod with the agent's token.
     let status = pod.network_status(&node.client).await.unwrap();
@@ -88,12 +92,7 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
     assert_eq!(node.host.leases("storage").len(), 1);
 
     // DEL for real: the interfaces are gone from the pod and both leases released.
-    let deleted = node.multus("DEL", &pod).await.unwrap();
-    assert!(
-        deleted.status.success(),
-        "multus DEL failed: {}",
-        printed(&deleted)
-    );
+    multus_ok(&node, "DEL", &pod).await;
     assert_eq!(interfaces_in(&pod.netns).unwrap(), vec!["lo".to_string()]);
     assert_eq!(node.host.leases("podnet"), Vec::<String>::new());
     assert_eq!(node.host.leases("storage"), Vec::<String>::new());
@@ -103,8 +102,7 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_info_asked_for_without_a_resource_name_is_warned_and_multus_indeed_gives_none() {
     let _slot = multus_e2e::test_slot!();
-    let cp = ControlPlane::shared();
-    let mut node = AgentNode::new(cp, "devinfo").await.unwrap();
+    let (cp, mut node) = agent_node("devinfo").await;
     // An inline NAD that no MultusConfig writes to a node (the attachment selector wants a
     // label it lacks): Multus reads it from the API server when a pod names it, so the lint
     // covers it all the same.
@@ -172,16 +170,14 @@ async fn device_info_asked_for_without_a_resource_name_is_warned_and_multus_inde
     let entry = status_of(&status, &format!("{}/devices", node.ns))
         .unwrap_or_else(|| panic!("no status for the network: {status:?}"));
     assert!(entry.get("device-info").is_none(), "{entry}");
-    let deleted = node.multus("DEL", &pod).await.unwrap();
-    assert!(deleted.status.success(), "{}", printed(&deleted));
+    multus_ok(&node, "DEL", &pod).await;
     node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_nad_beside_valid_ones_keeps_pods_on_the_valid_networks_coming_up() {
     let _slot = multus_e2e::test_slot!();
-    let cp = ControlPlane::shared();
-    let mut node = AgentNode::new(cp, "badnad").await.unwrap();
+    let (cp, mut node) = agent_node("badnad").await;
     // Upstream Multus stops at the first confDir file that fails to parse, for every
     // network; the operator never writes such a file, so the good network stays reachable.
     node.nad(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use multus_e2e::node::{NodeOptions, RealNode};
 use multus_e2e::operator::eventually;
+use multus_e2e::process::expect_success;
 use multus_e2e::{ControlPlane, fixtures, oci, unique_name};
 
 /// From creation to Running: the scheduler binds at once, then the kubelet sets up the
@@ -91,9 +92,7 @@ async fn a_node_registers_ready_with_its_own_cni_dirs_and_stopping_it_leaves_not
 async fn a_scheduled_busybox_pod_runs_on_the_node_subnet_reaches_the_api_and_sees_node_paths() {
     let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared_for_real_nodes();
-    let client = cp.client().await.unwrap();
-    let ns = unique_name("rn-pod");
-    fixtures::namespace(&client, &ns).await.unwrap();
+    let (client, ns) = fixtures::test_namespace(cp, "rn-pod").await.unwrap();
     let name = unique_name("rn-pod");
     let images = tempfile::tempdir().unwrap();
     let busybox = oci::images::busybox(images.path()).unwrap();
@@ -166,12 +165,7 @@ async fn a_scheduled_busybox_pod_runs_on_the_node_subnet_reaches_the_api_and_see
             "exec", "-n", &ns, "sleeper", "--", "ip", "addr", "show", "eth0",
         ])
         .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kubectl exec: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = expect_success(&out, "kubectl exec");
     assert!(
         shown.contains(&format!("inet {pod_ip}/24")),
         "eth0 of the pod:\n{shown}"

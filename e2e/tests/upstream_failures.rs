@@ -10,17 +10,16 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 
+use multus_crds::nad::NODE_CONFIG_ANNOTATION as NODE_CONFIG;
 use multus_e2e::ControlPlane;
 use multus_e2e::podnet::{AgentNode, PodRef, addresses_in, interfaces_in, printed};
+use multus_e2e::thick::Daemon;
 use multus_e2e::upstream::Entrypoint;
 use multus_e2e::upstream_node::UpstreamNode;
 
 /// Deadline for an upstream entrypoint or daemon to write its files (tens of milliseconds
 /// idle; the 47 MB binary copy and a loaded 2-core machine make it seconds).
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The annotation that makes a NAD's content a node file (empty `spec.config`).
-const NODE_CONFIG: &str = "operator.multus.dev/node-config";
 
 /// ADD, CHECK and DEL through `node`'s mode for `pod`; returns the addresses after ADD.
 /// DEL must leave only `lo`.
@@ -39,6 +38,26 @@ async fn add_check_del(node: &AgentNode, pod: &PodRef) -> String {
     assert!(deleted.status.success(), "DEL: {}", printed(&deleted));
     assert_eq!(interfaces_in(&pod.netns).unwrap(), vec!["lo".to_string()]);
     addresses
+}
+
+/// A pod `client` asking for `network` through our `node`, as [`add_check_del`]: after ADD
+/// it has an address on the primary (198.18.0.x) and one starting with `subnet`. The thick
+/// `daemon`'s log is shown when not.
+async fn pod_on_both_networks(
+    node: &mut AgentNode,
+    network: &str,
+    subnet: &str,
+    daemon: Option<&Daemon>,
+) {
+    let pod = node.pod("client", network).await.unwrap();
+    let addresses = add_check_del(node, &pod).await;
+    assert!(
+        addresses.contains("198.18.0.") && addresses.contains(subnet),
+        "{addresses}{}",
+        daemon
+            .map(|d| format!("\ndaemon log:\n{}", d.log()))
+            .unwrap_or_default()
+    );
 }
 
 /// Our node in `mode` with `nad` (an inline NAD named `extra`) and a fixed primary file.
@@ -117,12 +136,7 @@ async fn with_a_fixed_config_file_upstream_v4_0_2_writes_no_kubeconfig_and_add_f
 
     // Ours, thin: the same pod shape gets both networks.
     let mut ours = ours;
-    let pod = ours.pod("client", "extra").await.unwrap();
-    let addresses = add_check_del(&ours, &pod).await;
-    assert!(
-        addresses.contains("198.18.0.") && addresses.contains("198.18.10."),
-        "{addresses}"
-    );
+    pod_on_both_networks(&mut ours, "extra", "198.18.10.", None).await;
     ours.stop().await;
 
     // Ours, thick: the kubeconfig is written all the same, and the daemon serves the pod.
@@ -135,13 +149,7 @@ async fn with_a_fixed_config_file_upstream_v4_0_2_writes_no_kubeconfig_and_add_f
             .exists()
     );
     let daemon = thick.start_daemon(cp).await.unwrap();
-    let pod = thick.pod("client", "extra").await.unwrap();
-    let addresses = add_check_del(&thick, &pod).await;
-    assert!(
-        addresses.contains("198.18.0.") && addresses.contains("198.18.11."),
-        "{addresses}\ndaemon log:\n{}",
-        daemon.log()
-    );
+    pod_on_both_networks(&mut thick, "extra", "198.18.11.", Some(&daemon)).await;
     daemon.stop().await;
     thick.stop().await;
 }
@@ -167,13 +175,7 @@ async fn a_file_backed_network_resolves_through_our_thick_daemon_and_upstream_v4
     // Ours: multus-shim v4.3.0 -> multus-daemon v4.3.0 with the daemon config the agent
     // wrote; the file-backed network comes from the file the agent wrote.
     let daemon = ours.start_daemon(cp).await.unwrap();
-    let pod = ours.pod("client", "storage").await.unwrap();
-    let addresses = add_check_del(&ours, &pod).await;
-    assert!(
-        addresses.contains("198.18.0.") && addresses.contains("198.18.20."),
-        "{addresses}\ndaemon log:\n{}",
-        daemon.log()
-    );
+    pod_on_both_networks(&mut ours, "storage", "198.18.20.", Some(&daemon)).await;
     assert_eq!(ours.host.leases("storage"), Vec::<String>::new());
 
     // Upstream v4.1.0's thick DaemonSet: the same network file where upstream documents

@@ -3,51 +3,29 @@
 
 use std::process::Command;
 
-use super::{ControlPlane, READY_TIMEOUT};
+use super::{ControlPlane, READY_TIMEOUT, supervise};
 use crate::binaries::bin;
 use crate::error::E2eError;
-use crate::process::{Supervised, wait_until};
+use crate::process::wait_until;
 
 impl ControlPlane {
     /// Stops kube-apiserver (etcd and kube-controller-manager keep running), to test
     /// behaviour while the API server is unreachable.
     pub fn stop_apiserver(&self) {
-        let mut processes = self.lock();
-        if let Some(i) = processes.iter().position(|p| p.name == "kube-apiserver") {
-            let mut p = processes.remove(i);
-            p.stop();
-        }
+        self.stop_process("kube-apiserver");
     }
 
     /// Starts kube-apiserver again on the same port and waits until it is ready.
     pub fn start_apiserver(&self) -> Result<(), E2eError> {
-        let p = Supervised::start(
-            "kube-apiserver",
-            &bin("kube-apiserver")?,
-            &self.apiserver_args,
-            &self.dir.join("kube-apiserver.log"),
-        )?;
-        self.lock().push(p);
+        self.start_again("kube-apiserver", &self.apiserver_args)?;
         self.wait_ready("kube-apiserver", "/readyz")
     }
 
     /// Stops etcd and starts it again on the same ports and data, as a restart of the
     /// cluster's store does; returns once it answers its health endpoint.
     pub fn restart_etcd(&self) -> Result<(), E2eError> {
-        {
-            let mut processes = self.lock();
-            if let Some(i) = processes.iter().position(|p| p.name == "etcd") {
-                let mut p = processes.remove(i);
-                p.stop();
-            }
-        }
-        let p = Supervised::start(
-            "etcd",
-            &bin("etcd")?,
-            &self.etcd_args,
-            &self.dir.join("etcd.log"),
-        )?;
-        self.lock().push(p);
+        self.stop_process("etcd");
+        self.start_again("etcd", &self.etcd_args)?;
         let url = self
             .etcd_args
             .iter()
@@ -71,5 +49,20 @@ impl ControlPlane {
                 log: std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default(),
             })
         }
+    }
+
+    /// Stops the supervised process `name`, if it runs.
+    fn stop_process(&self, name: &str) {
+        let mut processes = self.lock();
+        if let Some(i) = processes.iter().position(|p| p.name == name) {
+            processes.remove(i).stop();
+        }
+    }
+
+    /// Starts `name` again with `args`, as it was started first.
+    fn start_again(&self, name: &str, args: &[String]) -> Result<(), E2eError> {
+        let p = supervise(&self.dir, name, args)?;
+        self.lock().push(p);
+        Ok(())
     }
 }

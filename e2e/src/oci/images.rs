@@ -54,21 +54,13 @@ pub fn pause(dir: &Path) -> Result<ImageArchive, E2eError> {
     let build = tempfile::TempDir::new_in(dir)
         .map_err(|e| E2eError::Io(format!("temporary dir in {}: {e}", dir.display())))?;
     let binary = build.path().join("pause");
-    let out = Command::new("cc")
-        .args(["-static", "-O2", "-Wall", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| E2eError::Binaries(format!("cannot run cc: {e}")))?;
-    if !out.status.success() {
-        return Err(E2eError::Binaries(format!(
-            "cc -static {} failed ({}): {}",
-            source.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+    host_tool(
+        Command::new("cc")
+            .args(["-static", "-O2", "-Wall", "-o"])
+            .arg(&binary)
+            .arg(&source),
+        &format!("cc -static {}", source.display()),
+    )?;
     check_static(&binary)?;
     let image = Image {
         reference: PAUSE.into(),
@@ -163,19 +155,12 @@ fn host_tools_layer(tools: &[&str]) -> Result<Layer, E2eError> {
             .map(|dir| Path::new(dir).join(tool))
             .find(|p| p.is_file())
             .ok_or_else(|| E2eError::Binaries(format!("{tool} not found in /usr/bin or /bin")))?;
-        let out = Command::new("ldd")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| E2eError::Binaries(format!("cannot run ldd: {e}")))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || text.contains("not found") {
+        let ldd = format!("ldd {}", path.display());
+        let text = host_tool(Command::new("ldd").arg(&path), &ldd)?;
+        if text.contains("not found") {
             return Err(E2eError::Binaries(format!(
-                "ldd {} failed ({}): {}{}",
-                path.display(),
-                out.status,
-                text.trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
+                "{ldd}: a library is missing: {}",
+                text.trim()
             )));
         }
         for lib in shared_objects(&text) {
@@ -264,17 +249,10 @@ fn busybox_layer() -> Result<Layer, E2eError> {
     let busybox = PathBuf::from(HOST_BUSYBOX);
     check_static(&busybox)
         .map_err(|e| E2eError::Binaries(format!("{e} (Debian: apt-get install busybox-static)")))?;
-    let out = Command::new(&busybox)
-        .arg("--list-full")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| E2eError::Binaries(format!("cannot run {HOST_BUSYBOX}: {e}")))?;
-    if !out.status.success() {
-        return Err(E2eError::Binaries(format!(
-            "{HOST_BUSYBOX} --list-full failed: {}",
-            out.status
-        )));
-    }
+    let applets = host_tool(
+        Command::new(&busybox).arg("--list-full"),
+        &format!("{HOST_BUSYBOX} --list-full"),
+    )?;
     let mut layer = Layer::new()
         .file(HOST_BUSYBOX, &busybox, 0o755)
         .contents(
@@ -285,7 +263,7 @@ fn busybox_layer() -> Result<Layer, E2eError> {
         .contents("/etc/group", "root:x:0:\nnobody:x:65534:\n", 0o644)
         .dir("/tmp", 0o1777)
         .dir("/root", 0o700);
-    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+    for applet in applets.lines() {
         let applet = applet.trim().trim_end_matches('/');
         // linuxrc is the initrd entry point, not a command.
         if applet.is_empty() || applet == "bin/busybox" || applet == "linuxrc" {
@@ -294,6 +272,23 @@ fn busybox_layer() -> Result<Layer, E2eError> {
         layer = layer.symlink(applet, HOST_BUSYBOX);
     }
     Ok(layer)
+}
+
+/// Runs a host tool an image is built with; its stdout when it exits 0, else an error
+/// naming the call (`what`) with its exit status and stderr.
+fn host_tool(command: &mut Command, what: &str) -> Result<String, E2eError> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| E2eError::Binaries(format!("cannot run {what}: {e}")))?;
+    if !out.status.success() {
+        return Err(E2eError::Binaries(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn write(image: &Image, dir: &Path, file: &str) -> Result<ImageArchive, E2eError> {

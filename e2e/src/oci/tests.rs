@@ -5,7 +5,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::{Image, ImageArchive, ImageConfig, Layer, write_archive};
@@ -53,6 +53,15 @@ fn sample(host_file: &Path) -> Image {
     }
 }
 
+/// A temporary directory holding `tool`, the host file the sample image packs, with
+/// `contents`; the archives are written beside it.
+fn host_tool(contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("tool");
+    std::fs::write(&host, contents).unwrap();
+    (dir, host)
+}
+
 fn write_sample(dir: &Path, host_file: &Path, name: &str) -> (ImageArchive, Vec<u8>) {
     let archive = write_archive(&sample(host_file), &dir.join(name)).unwrap();
     let bytes = std::fs::read(&archive.path).unwrap();
@@ -65,9 +74,7 @@ fn sha256(bytes: &[u8]) -> String {
 
 #[test]
 fn the_same_inputs_give_the_same_bytes_whatever_the_host_file_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("tool");
-    std::fs::write(&host, b"#!/bin/sh\necho tool\n").unwrap();
+    let (dir, host) = host_tool(b"#!/bin/sh\necho tool\n");
     let (first, first_bytes) = write_sample(dir.path(), &host, "first.tar");
     let file = std::fs::File::options().write(true).open(&host).unwrap();
     file.set_modified(SystemTime::now() - Duration::from_secs(86_400))
@@ -92,9 +99,7 @@ fn the_same_inputs_give_the_same_bytes_whatever_the_host_file_times() {
 
 #[test]
 fn index_manifest_config_and_layers_name_their_blobs_by_digest_and_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("tool");
-    std::fs::write(&host, b"binary").unwrap();
+    let (dir, host) = host_tool(b"binary");
     let (archive, bytes) = write_sample(dir.path(), &host, "image.tar");
     let files: BTreeMap<String, Vec<u8>> = entries(&bytes)
         .into_iter()
