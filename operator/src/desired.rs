@@ -53,7 +53,7 @@ impl OwnedConfigMap {
         Some(OwnedConfigMap {
             name: metadata.name.clone().unwrap_or_default(),
             node,
-            observed: Observed::from_configmap(None, annotations),
+            observed: Observed::from_annotations(annotations),
             remove_requested_at,
         })
     }

@@ -5,13 +5,14 @@
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
-use multus_crds::bundle::{AgentState, BUNDLE_HASH_ANNOTATION, MANIFEST_KEY, feedback};
+use multus_crds::bundle::{AgentState, BUNDLE_HASH_ANNOTATION, feedback};
 
 /// What the operator sees on a node's ConfigMap.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
-    /// The stored bundle's hash: its annotation (which the operator reads from its
-    /// metadata-only cache), else the `bundleHash` of the manifest in the data.
+    /// The stored bundle's hash, from its annotation (the operator's cache of its
+    /// ConfigMaps holds metadata only). A ConfigMap written before that annotation existed
+    /// has none and so reads as outdated: it is written again once.
     pub bundle_hash: Option<String>,
     /// Feedback from the agent.
     pub applied_hash: Option<String>,
@@ -20,31 +21,17 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Reads a ConfigMap's annotations, and its data when given.
-    pub fn from_configmap(
-        data: Option<&BTreeMap<String, String>>,
-        annotations: Option<&BTreeMap<String, String>>,
-    ) -> Observed {
-        /// The one field read of a manifest (for a ConfigMap read with its data, written
-        /// before the hash annotation existed): the rest is skipped, not built.
-        #[derive(serde::Deserialize)]
-        struct HashOnly {
-            #[serde(rename = "bundleHash")]
-            bundle_hash: Option<String>,
-        }
+    /// Reads a ConfigMap's annotations: the operator follows its ConfigMaps by metadata
+    /// alone, so the bundle hash is the one its annotation repeats.
+    pub fn from_annotations(annotations: Option<&BTreeMap<String, String>>) -> Observed {
         let annotation = |key: &str| {
             annotations
                 .and_then(|a| a.get(key))
                 .filter(|v| !v.is_empty())
                 .cloned()
         };
-        let bundle_hash = annotation(BUNDLE_HASH_ANNOTATION).or_else(|| {
-            data.and_then(|d| d.get(MANIFEST_KEY))
-                .and_then(|m| serde_json::from_str::<HashOnly>(m).ok())
-                .and_then(|m| m.bundle_hash)
-        });
         Observed {
-            bundle_hash,
+            bundle_hash: annotation(BUNDLE_HASH_ANNOTATION),
             applied_hash: annotation(feedback::APPLIED_HASH),
             agent_state: annotation(feedback::STATE).and_then(|s| AgentState::parse(&s)),
             last_error: annotation(feedback::LAST_ERROR),
@@ -231,17 +218,14 @@ mod tests {
     }
 
     #[test]
-    fn the_bundle_hash_is_read_from_a_manifest_and_anything_else_reads_as_none() {
-        let read = |manifest: &str| {
-            let data = BTreeMap::from([(MANIFEST_KEY.to_string(), manifest.to_string())]);
-            Observed::from_configmap(Some(&data), None).bundle_hash
+    fn the_bundle_hash_is_its_annotation_and_an_empty_one_reads_as_none() {
+        let read = |value: &str| {
+            let annotations = BTreeMap::from([(BUNDLE_HASH_ANNOTATION.to_string(), value.into())]);
+            Observed::from_annotations(Some(&annotations)).bundle_hash
         };
-        let manifest = r#"{"formatVersion": 1, "files": [{"key": "a", "sha256": "x"}], "bundleHash": "abc", "node": "n"}"#;
-        assert_eq!(read(manifest).as_deref(), Some("abc"));
-        assert_eq!(read(r#"{"files": []}"#), None);
-        assert_eq!(read(r#"{"bundleHash": 7}"#), None);
-        assert_eq!(read("not json"), None);
-        assert_eq!(Observed::from_configmap(None, None).bundle_hash, None);
+        assert_eq!(read("abc").as_deref(), Some("abc"));
+        assert_eq!(read(""), None);
+        assert_eq!(Observed::from_annotations(None).bundle_hash, None);
     }
 
     #[test]
