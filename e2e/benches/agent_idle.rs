@@ -163,7 +163,7 @@ async fn main() {
 
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "idle cost (release builds, token lifetime 3600 s, one bundle, one primary; waiting {} s, applied {idle} s)",
+        "idle cost (shipped builds: operator `release`, agent `agent` profile; token lifetime 3600 s, one bundle, one primary; waiting {} s, applied {idle} s)",
         waiting.as_secs()
     );
     println!(

@@ -1,11 +1,12 @@
 //! Our node agent beside upstream Multus v4.3.0's entrypoints on the same machine in the same
-//! run, each on its own temporary host root (ours: the release build, with its bundle from the
-//! API server through the chart's identities; upstream: with its own ServiceAccount's token,
-//! in a private mount namespace, as its DaemonSets run it). Every primary CNI config is
-//! renamed into place, as CNI installers do, and carries a capability unique to its trial that
-//! every Multus config copies (see `multus_e2e::side_by_side`); the bench times, with inotify
-//! on the directory, from the rename until a Multus config holds it. Prints one row per
-//! figure with `multus_e2e::bench::row`; asserts nothing.
+//! run, each on its own temporary host root (ours: built as it ships, with the `agent`
+//! profile, its bundle from the API server through the chart's identities; upstream: with
+//! its own ServiceAccount's token, in a private mount namespace, as its DaemonSets run it).
+//! Every primary CNI config is renamed into place, as CNI installers do, and carries a
+//! capability unique to its trial that every Multus config copies (see
+//! `multus_e2e::side_by_side`); the bench times, with inotify on the directory, from the
+//! rename until a Multus config holds it. Prints one row per figure with
+//! `multus_e2e::bench::row`; asserts nothing.
 //!
 //! What each process is doing when the primary appears or changes:
 //!
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use multus_e2e::ControlPlane;
 use multus_e2e::agent::{Launch, RunningAgent};
-use multus_e2e::bench::{self, ms, row, spread_ms};
+use multus_e2e::bench::{self, env_or, ms, row, spread_ms};
 use multus_e2e::process::{cpu_seconds, status_kib};
 use multus_e2e::scenario::{OneNode, host_root};
 use multus_e2e::side_by_side::{
@@ -58,14 +59,7 @@ const EXIT_RUNS: usize = 5;
 /// How long thin_entrypoint with its DaemonSet's arguments is watched for a rewrite.
 const NEVER: Duration = Duration::from_secs(5);
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Our agent (release build) for the scenario's node on `root`.
+/// Our agent, built as it ships (the `agent` profile), for the scenario's node on `root`.
 async fn agent_on(scenario: &OneNode, root: &std::path::Path) -> RunningAgent {
     let launch = Launch {
         release: true,
@@ -285,7 +279,7 @@ async fn idle_cost(scenario: &OneNode, up: &Upstream<'_>, idle: Duration) -> Vec
 #[tokio::main]
 async fn main() {
     let began = Instant::now();
-    let trials = env_or("TRIALS", 50) as usize;
+    let trials: usize = env_or("TRIALS", 50);
     let idle = Duration::from_secs(env_or("IDLE_SECONDS", 600));
     let cp = tokio::task::spawn_blocking(ControlPlane::start)
         .await

@@ -24,7 +24,7 @@ pub struct Launch {
     pub state_file: Option<String>,
     /// Where `agent.log` goes; the host root when absent.
     pub log_dir: Option<PathBuf>,
-    /// The optimized build (benchmarks).
+    /// The agent as it ships, built with the `agent` profile (benchmarks).
     pub release: bool,
     /// One `--allowed-dir` each; the agent's defaults when empty.
     pub allowed_dirs: Vec<String>,
@@ -54,7 +54,7 @@ impl RunningAgent {
         Self::launch(kubeconfig, namespace, node, host_root, &Launch::default()).await
     }
 
-    /// Like [`Self::start_as`] with the optimized binary (for benchmarks).
+    /// Like [`Self::start_as`] with the agent as it ships (the `agent` profile; for benchmarks).
     pub async fn start_release_as(
         kubeconfig: &Path,
         namespace: &str,

@@ -1,20 +1,86 @@
-//! This workspace's own binaries, built on demand for tests that run them as processes.
+//! This workspace's own binaries, built on demand for tests and benchmarks that run them as
+//! processes: debug builds, or the builds that ship.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::E2eError;
 
+/// A binary that ships in an image, with the cargo profile its image is built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shipped {
+    pub package: &'static str,
+    pub bin: &'static str,
+    /// `release`, or the binary's own profile from the root Cargo.toml.
+    pub profile: &'static str,
+}
+
+/// The binaries `images/Dockerfile` builds, as it builds them. The node agent has its own
+/// profile, `agent`: smaller code, and so less resident memory on every node, for a longer
+/// build (the root Cargo.toml gives the figures). The operator ships from `release`.
+pub const SHIPPED: [Shipped; 2] = [
+    Shipped {
+        package: "multus-operator",
+        bin: "multus-operator",
+        profile: "release",
+    },
+    Shipped {
+        package: "multus-node-agent",
+        bin: "multus-node-agent",
+        profile: "agent",
+    },
+];
+
+/// The shipped binary called `bin`.
+pub fn shipped(bin: &str) -> Result<Shipped, E2eError> {
+    shipped_at(bin).map(|(_, s)| s)
+}
+
+/// The shipped binary called `bin` and its place in [`SHIPPED`].
+fn shipped_at(bin: &str) -> Result<(usize, Shipped), E2eError> {
+    SHIPPED
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, s)| s.bin == bin)
+        .ok_or_else(|| E2eError::Binaries(format!("{bin} is not one of the shipped binaries")))
+}
+
+/// The directory cargo writes a `profile` build to, under the target's triple when
+/// `target` is given (`dev` builds go to `debug`, custom profiles to their own name).
+pub fn profile_dir(target: Option<&str>, profile: &str) -> PathBuf {
+    let mut dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    if let Some(target) = target {
+        dir.push(target);
+    }
+    dir.push(match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    });
+    dir
+}
+
 /// Path of a debug binary of this workspace (`multus-operator`, `multus-node-agent`), built
 /// first with the cargo running the tests.
 pub fn workspace_bin(bin: &str) -> Result<PathBuf, E2eError> {
-    built_bin(bin, false)
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let args = ["-p", "multus-operator", "-p", "multus-node-agent", "--bins"];
+    BUILT
+        .get_or_init(|| cargo_build(&args))
+        .clone()
+        .map_err(E2eError::Binaries)?;
+    existing(profile_dir(None, "dev").join(bin))
 }
 
-/// Like [`workspace_bin`], optimized (for benchmarks). `MULTUS_E2E_WORKSPACE_BINS`, when
-/// set, names a directory whose binaries are used instead, unbuilt (to measure another
-/// build, such as an earlier release, with the same benchmark).
+/// Path of `bin` built as it ships (its profile in [`SHIPPED`]: `agent` for the node agent,
+/// `release` for the operator), for this host rather than musl, so that benchmarks measure
+/// the code that ships. `MULTUS_E2E_WORKSPACE_BINS`, when set, names a directory whose
+/// binaries are used instead, unbuilt (to measure another build, such as an earlier
+/// release, with the same benchmark).
 pub fn workspace_release_bin(bin: &str) -> Result<PathBuf, E2eError> {
     if let Some(dir) = std::env::var_os("MULTUS_E2E_WORKSPACE_BINS") {
         let path = PathBuf::from(dir).join(bin);
@@ -27,47 +93,41 @@ pub fn workspace_release_bin(bin: &str) -> Result<PathBuf, E2eError> {
             )))
         };
     }
-    built_bin(bin, true)
+    static BUILT: [OnceLock<Result<(), String>>; SHIPPED.len()] =
+        [const { OnceLock::new() }; SHIPPED.len()];
+    let (index, wanted) = shipped_at(bin)?;
+    let args = [
+        "--profile",
+        wanted.profile,
+        "-p",
+        wanted.package,
+        "--bin",
+        wanted.bin,
+    ];
+    BUILT[index]
+        .get_or_init(|| cargo_build(&args))
+        .clone()
+        .map_err(E2eError::Binaries)?;
+    existing(profile_dir(None, wanted.profile).join(bin))
 }
 
-fn built_bin(bin: &str, release: bool) -> Result<PathBuf, E2eError> {
-    static DEBUG: OnceLock<Result<(), String>> = OnceLock::new();
-    static RELEASE: OnceLock<Result<(), String>> = OnceLock::new();
-    let once = if release { &RELEASE } else { &DEBUG };
-    let built = once.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut args = vec![
-            "build",
-            "-q",
-            "-p",
-            "multus-operator",
-            "-p",
-            "multus-node-agent",
-            "--bins",
-        ];
-        if release {
-            args.push("--release");
-        }
-        let status = Command::new(cargo)
-            .args(&args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "cargo build of the workspace binaries failed: {status}"
-            ))
-        }
-    });
-    built.clone().map_err(E2eError::Binaries)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target
-        .join(if release { "release" } else { "debug" })
-        .join(bin);
+/// `cargo build -q <args>` in this workspace, with the cargo running the tests.
+fn cargo_build(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "-q"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo build {} failed: {status}", args.join(" ")))
+    }
+}
+
+fn existing(path: PathBuf) -> Result<PathBuf, E2eError> {
     if path.exists() {
         Ok(path)
     } else {

@@ -1,18 +1,14 @@
-//! The workspace binaries as the images ship them: static musl release builds, built the
-//! way `images/Dockerfile` builds them (musl-gcc for ring's C parts), once per test
-//! process; cargo's incremental build makes later runs cheap.
+//! The workspace binaries as the images ship them: static musl builds with the profile each
+//! image uses (`release` for the operator, `agent` for the node agent), built the way
+//! `images/Dockerfile` builds them (musl-gcc for ring's C parts), once per test process;
+//! cargo's incremental build makes later runs cheap.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::E2eError;
-
-/// The binaries built for the images.
-const BINS: [(&str, &str); 2] = [
-    ("multus-operator", "multus-operator"),
-    ("multus-node-agent", "multus-node-agent"),
-];
+use crate::binaries_local::{SHIPPED, profile_dir, shipped};
 
 /// The musl target for the host's architecture, as the Dockerfile picks it.
 pub fn musl_target() -> Result<String, E2eError> {
@@ -24,50 +20,46 @@ pub fn musl_target() -> Result<String, E2eError> {
     }
 }
 
-/// Path of a static musl release build of `bin` (`multus-operator` or `multus-node-agent`),
-/// checked to be statically linked. The first call builds both.
+/// Path of `bin` (`multus-operator` or `multus-node-agent`) as its image ships it: a static
+/// musl build with its shipped profile ("release" here means "the build that is released",
+/// which for the node agent is the `agent` profile), checked to be statically linked. The
+/// first call builds both.
 pub fn musl_release_bin(bin: &str) -> Result<PathBuf, E2eError> {
-    if !BINS.iter().any(|(_, b)| *b == bin) {
-        return Err(E2eError::Binaries(format!(
-            "{bin} is not one of the image binaries"
-        )));
-    }
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = BUILT
+    let wanted = shipped(bin)?;
+    static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
+    let target = BUILT
         .get_or_init(|| build().map_err(|e| e.to_string()))
         .clone()
         .map_err(E2eError::Binaries)?;
-    let path = dir.join(bin);
+    let path = profile_dir(Some(&target), wanted.profile).join(bin);
     check_static(&path)?;
     Ok(path)
 }
 
-fn build() -> Result<PathBuf, E2eError> {
+/// Builds every shipped binary for the musl target, one cargo run per binary since their
+/// profiles differ; returns the target.
+fn build() -> Result<String, E2eError> {
     let target = musl_target()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "-q", "--release", "--locked", "--target", &target]);
-    for (package, bin) in BINS {
-        cmd.args(["-p", package, "--bin", bin]);
+    eprintln!("[multus-e2e] building static {target} binaries for the images (minutes when cold)");
+    for shipped in SHIPPED {
+        let status = Command::new(&cargo)
+            .args(["build", "-q", "--locked", "--target", &target])
+            .args(["--profile", shipped.profile])
+            .args(["-p", shipped.package, "--bin", shipped.bin])
+            .env(format!("CC_{}", target.replace('-', "_")), "musl-gcc")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| E2eError::Binaries(format!("cannot run {cargo}: {e}")))?;
+        if !status.success() {
+            return Err(E2eError::Binaries(format!(
+                "cargo build --profile {} --target {target} -p {} failed ({status}); needs `rustup target add {target}` and musl-gcc (Debian: musl-tools)",
+                shipped.profile, shipped.package
+            )));
+        }
     }
-    eprintln!(
-        "[multus-e2e] building static {target} release binaries for the images (minutes when cold)"
-    );
-    let status = cmd
-        .env(format!("CC_{}", target.replace('-', "_")), "musl-gcc")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| E2eError::Binaries(format!("cannot run {cargo}: {e}")))?;
-    if !status.success() {
-        return Err(E2eError::Binaries(format!(
-            "cargo build --release --target {target} failed ({status}); needs `rustup target add {target}` and musl-gcc (Debian: musl-tools)"
-        )));
-    }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    Ok(target_dir.join(target).join("release"))
+    Ok(target)
 }
 
 /// Fails unless `path` is an ELF file without shared-library dependencies (no NEEDED entry
