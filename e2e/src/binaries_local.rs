@@ -48,7 +48,7 @@ fn shipped_at(bin: &str) -> Result<(usize, Shipped), E2eError> {
 }
 
 /// The directory cargo writes a `profile` build to, under the target's triple when
-/// `target` is given (`dev` builds go to `debug`, custom profiles to their own name).
+/// `target` is given (`dev` builds go to `debug`, other profiles to their own name).
 pub fn profile_dir(target: Option<&str>, profile: &str) -> PathBuf {
     let mut dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -56,11 +56,7 @@ pub fn profile_dir(target: Option<&str>, profile: &str) -> PathBuf {
     if let Some(target) = target {
         dir.push(target);
     }
-    dir.push(match profile {
-        "dev" | "test" => "debug",
-        "bench" => "release",
-        other => other,
-    });
+    dir.push(if profile == "dev" { "debug" } else { profile });
     dir
 }
 
