@@ -7,18 +7,16 @@
 //! waiting phase lasts min(60, IDLE_SECONDS)). `MULTUS_E2E_WORKSPACE_BINS=<dir>` measures
 //! the binaries in that directory instead of this workspace's (for example an older build).
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use multus_crds::bundle::{feedback, node_configmap_name};
 use multus_e2e::agent::RunningAgent;
 use multus_e2e::identities::Identities;
 use multus_e2e::operator_process::{OperatorProcess, Options};
 use multus_e2e::process::{cpu_seconds, status_kib};
-use multus_e2e::scenario::{CALICO, host_root};
+use multus_e2e::scenario::{CALICO, host_root, wait_agent_state};
 use multus_e2e::{ControlPlane, bench, fixtures, http};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -39,25 +37,6 @@ fn agent_requests(cp: &ControlPlane, user: &str) -> BTreeMap<String, String> {
             Some((id, what))
         })
         .collect()
-}
-
-/// Waits until the agent reports `state` on its ConfigMap.
-async fn wait_state(cms: &Api<ConfigMap>, node: &str, state: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let cm = cms.get_opt(&node_configmap_name(node)).await.ok().flatten();
-        let seen = cm
-            .and_then(|c| c.metadata.annotations)
-            .and_then(|a| a.get(feedback::STATE).cloned());
-        if seen.as_deref() == Some(state) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent never reported {state} (last: {seen:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// CPU seconds `pid` used over `window`, scaled to one minute.
@@ -128,10 +107,8 @@ async fn main() {
     .await
     .unwrap();
     let agent_pid = agent.pid().expect("agent running");
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-
     // Phase 1: no primary CNI config yet.
-    wait_state(&cms, node, "WaitingForPrimary").await;
+    wait_agent_state(&client, ns, node, "WaitingForPrimary", WAIT).await;
     eprintln!(
         "waiting for a primary: measuring {} s ...",
         waiting.as_secs()

@@ -281,10 +281,7 @@ async fn main() {
     let began = Instant::now();
     let trials: usize = env_or("TRIALS", 50);
     let idle = Duration::from_secs(env_or("IDLE_SECONDS", 600));
-    let cp = tokio::task::spawn_blocking(ControlPlane::start)
-        .await
-        .expect("join")
-        .expect("control plane");
+    let cp = ControlPlane::own(ControlPlane::start).await;
     let scenario = OneNode::start(&cp, "sbs", json!({}))
         .await
         .expect("scenario");

@@ -42,9 +42,7 @@ impl AgentNode {
         prefix: &str,
         mode: &'static str,
     ) -> Result<AgentNode, E2eError> {
-        let client = cp.client().await?;
-        let ns = crate::unique_name(prefix);
-        crate::fixtures::namespace(&client, &ns).await?;
+        let (client, ns) = crate::fixtures::test_namespace(cp, prefix).await?;
         let node = format!("{ns}-n1");
         crate::fixtures::node(&client, &node, &[("pool", &ns)], &[]).await?;
         let identities = crate::identities::Identities::apply(cp, &ns, mode).await?;

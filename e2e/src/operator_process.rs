@@ -7,8 +7,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::binaries_local::workspace_release_bin;
+use crate::control_plane::free_port_on;
 use crate::error::io;
-use crate::process::{cpu_seconds, status_kib};
+use crate::process::{cpu_seconds, log_tail, status_kib};
 use crate::{E2eError, http};
 
 /// How often the operator's endpoints are polled.
@@ -63,10 +64,7 @@ impl OperatorProcess {
         let binary = tokio::task::spawn_blocking(|| workspace_release_bin("multus-operator"))
             .await
             .map_err(|e| E2eError::Io(e.to_string()))??;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(io("free port"))?
-            .port();
+        let port = free_port_on("127.0.0.1")?;
         let addr = format!("127.0.0.1:{port}");
         let stderr = match options.log {
             Some(log) => Stdio::from(std::fs::File::create(log).map_err(io("operator log"))?),
@@ -203,12 +201,9 @@ impl OperatorProcess {
 
     /// The last lines of its log; empty when it logs to this process's stderr.
     pub fn log_tail(&self) -> String {
-        let Some(log) = &self.log else {
-            return String::new();
-        };
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.log
+            .as_deref()
+            .map_or_else(String::new, |log| log_tail(log, 20))
     }
 
     /// Kills the process and waits for it.

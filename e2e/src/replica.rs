@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::binaries_local::workspace_bin;
+use crate::control_plane::free_port_on;
 use crate::operator::{TEST_LABEL, eventually};
 use crate::{E2eError, http};
 
@@ -28,10 +29,7 @@ impl Replica {
         extra: &[&str],
     ) -> Result<Replica, E2eError> {
         let io = |what: &'static str| move |e: std::io::Error| E2eError::Io(format!("{what}: {e}"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(io("free port"))?;
+        let port = free_port_on("127.0.0.1")?;
         let addr = format!("127.0.0.1:{port}");
         let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))
             .await

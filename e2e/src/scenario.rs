@@ -17,7 +17,7 @@ use multus_crds::bundle::{feedback, node_configmap_name};
 use crate::agent::{Launch, RunningAgent};
 use crate::identities::Identities;
 use crate::operator::{RunningOperator, TEST_LABEL, eventually};
-use crate::{ControlPlane, E2eError, fixtures, unique_name};
+use crate::{ControlPlane, E2eError, fixtures};
 
 /// Calico's config, the primary network in the tests.
 pub const CALICO: &str = include_str!("../../operator/testdata/10-calico.conflist");
@@ -59,11 +59,9 @@ impl OneNode {
         prefix: &str,
         spec: impl FnOnce(&std::path::Path) -> Value,
     ) -> Result<OneNode, E2eError> {
-        let client = cp.client().await?;
+        let (client, ns) = fixtures::test_namespace(cp, prefix).await?;
         let root = host_root(true).map_err(|e| E2eError::Io(e.to_string()))?;
         let spec = spec(root.path());
-        let ns = unique_name(prefix);
-        fixtures::namespace(&client, &ns).await?;
         let mode = spec["mode"].as_str().unwrap_or("thin");
         let identities = Identities::apply(cp, &ns, mode).await?;
         let node = format!("{ns}-n1");

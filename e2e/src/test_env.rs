@@ -9,7 +9,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 use crate::identities::Identities;
-use crate::{ControlPlane, E2eError, fixtures, unique_name};
+use crate::{ControlPlane, E2eError, fixtures};
 use multus_crds::NetworkAttachmentDefinition;
 use multus_crds::bundle::node_configmap_name;
 
@@ -42,9 +42,7 @@ impl TestEnv {
     /// A unique name from `prefix`, its namespace and the chart's identities in it.
     pub async fn new(prefix: &str) -> Result<TestEnv, E2eError> {
         let cp = ControlPlane::shared();
-        let client = cp.client().await?;
-        let test = unique_name(prefix);
-        fixtures::namespace(&client, &test).await?;
+        let (client, test) = fixtures::test_namespace(cp, prefix).await?;
         let identities = Identities::apply(cp, &test, "thin").await?;
         Ok(TestEnv {
             cp,
