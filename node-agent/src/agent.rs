@@ -151,7 +151,8 @@ pub async fn run(
         agent.metrics.pass(trigger);
         // A pass waiting on an unresponsive API server must not hold up SIGTERM; every
         // write is atomic, so a pass cut short leaves old or new files, never a mix. A disk
-        // step already under way finishes within the runtime's shutdown grace.
+        // step under way runs on until the runtime's one-second shutdown grace ends, and is
+        // then cut off with the process: atomic writes make that safe too.
         let cares = tokio::select! {
             () = &mut shutdown => break,
             cares = agent.reconcile(bundle.cm.as_deref()) => cares,

@@ -19,7 +19,7 @@ pub mod schedule;
 pub use kubeconfig::{ApiEndpoint, render_kubeconfig};
 pub use schedule::{RETRY_FLOOR, refresh_at};
 
-/// A verified token. `Debug` leaves the token out.
+/// A verified token. `Debug` shows the token as `<redacted>`.
 #[derive(Clone, Debug)]
 pub struct Token {
     secret: Secret,

@@ -233,7 +233,7 @@ mod tests {
         let mut host = Host::load(&settings).expect("load");
         let data = BTreeMap::from([("manifest.json".to_string(), "{".to_string())]);
         let refused = host.prepare(&data, &settings, true).err();
-        assert!(refused.is_some());
+        assert!(matches!(refused, Some(Refusal::Bundle(_))), "{refused:?}");
         assert!(!dir.path().join("etc").exists(), "no directory created");
     }
 
