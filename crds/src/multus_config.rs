@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with_macros::skip_serializing_none;
 use std::collections::BTreeMap;
 
 use crate::status::MultusConfigStatus;
@@ -24,6 +25,7 @@ pub use paths::{
 /// Desired Multus configuration for the nodes a selector picks.
 // Each printcolumn(...) repeats `type_`; clippy reads them as duplicates of one attribute.
 #[allow(clippy::duplicated_attributes)]
+#[skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "operator.multus.dev",
@@ -56,7 +58,7 @@ pub use paths::{
 pub struct MultusConfigSpec {
     /// Nodes this configuration applies to. Empty or absent selects every node. When two
     /// MultusConfigs select one node, the older one wins and the other reports `Conflicted`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(schema_with = "crate::schema::label_selector")]
     pub node_selector: Option<LabelSelector>,
 
@@ -83,7 +85,6 @@ pub struct MultusConfigSpec {
 
     /// NetworkAttachmentDefinitions written as files into `paths.multusConfDir`. Absent
     /// means none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<AttachmentSelection>,
 
     /// How fast a changed bundle reaches the selected nodes.
@@ -107,6 +108,7 @@ pub enum Mode {
 }
 
 /// The primary network source. Exactly one field is set.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
@@ -116,11 +118,9 @@ pub struct PrimarySource {
     /// Use the first `.conf`/`.conflist`/`.json` in `cniConfDir` (lexical order) that the
     /// agent does not own, whose name does not start with `00-multus`, is not hidden or a temp
     /// file, and matches no `exclude` pattern.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto: Option<AutoPrimary>,
 
     /// A file name inside `cniConfDir`, for example `10-calico.conflist`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(
         validation = Rule::new("self.matches('^[A-Za-z0-9_][A-Za-z0-9._-]*[.](conf|conflist|json)$')")
             .message("file must be a file name inside cniConfDir ending in .conf, .conflist or .json"),
@@ -131,7 +131,6 @@ pub struct PrimarySource {
     pub file: Option<String>,
 
     /// A NetworkAttachmentDefinition as `<namespace>/<name>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(
         "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')"
     ).message("networkAttachment must be <namespace>/<name>"))]
@@ -213,6 +212,7 @@ pub enum LogLevel {
 }
 
 /// Multus NetConf knobs, named as Multus names them.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MultusOptions {
@@ -221,21 +221,16 @@ pub struct MultusOptions {
     #[serde(default)]
     pub cni_version: CniVersion,
     /// The network name of the Multus config (default `multus-cni-network`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("size(self) > 0 && size(self) <= 253").message("name must be 1 to 253 characters"))]
     #[schemars(length(max = 253))]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<LogLevel>,
     /// A host path for the Multus log file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = absolute_file_rule("logFile"))]
     #[schemars(length(max = 1024))]
     pub log_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_to_stderr: Option<bool>,
     /// Pods may only reference networks in their own namespace (plus `globalNamespaces`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_isolation: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Set)]
@@ -244,18 +239,15 @@ pub struct MultusOptions {
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub system_namespaces: Vec<String>,
     /// Namespace where `defaultNetworks` and a bare `clusterNetwork` are looked up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multus_namespace: Option<String>,
     /// Networks attached to every pod, in addition to the primary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub default_networks: Vec<String>,
     /// A file whose existence means the primary network is ready; the agent waits for it
     /// and Multus checks it on every call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = absolute_file_rule("readinessIndicatorFile"))]
     #[schemars(length(max = 1024))]
     pub readiness_indicator_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_delete_on_error: Option<bool>,
     /// Extra capabilities, merged with the ones the primary network declares.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -270,15 +262,16 @@ fn absolute_file_rule(field: &str) -> kube::core::Rule {
 }
 
 /// Which NetworkAttachmentDefinitions become files in `multusConfDir`.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttachmentSelection {
     /// Namespaces whose NADs are considered; empty or absent means all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(schema_with = "crate::schema::label_selector")]
     pub namespace_selector: Option<LabelSelector>,
     /// Labels the NADs must carry; empty or absent means all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(schema_with = "crate::schema::label_selector")]
     pub selector: Option<LabelSelector>,
 }

@@ -11,6 +11,10 @@
 //! the upstream kubelet with containerd and runc.
 #![forbid(unsafe_code)]
 
+/// Marks an end-to-end test: an `async` one runs on a two-worker tokio runtime, and every
+/// one holds a test slot ([`test_slot!`]) while it runs.
+pub use multus_e2e_macros::test;
+
 pub mod agent;
 pub mod agent_node;
 pub mod audit;

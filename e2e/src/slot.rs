@@ -13,7 +13,9 @@ use std::time::Instant;
 const DEFAULT_PARALLEL: usize = 2;
 
 struct Slots {
-    free: Mutex<usize>,
+    /// The tests holding a slot; at most `limit`.
+    running: Mutex<Vec<String>>,
+    limit: usize,
     freed: Condvar,
 }
 
@@ -26,7 +28,8 @@ fn slots() -> &'static Slots {
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_PARALLEL);
         Slots {
-            free: Mutex::new(n),
+            running: Mutex::new(Vec::with_capacity(n)),
+            limit: n,
             freed: Condvar::new(),
         }
     })
@@ -43,11 +46,11 @@ pub struct TestSlot {
 /// wait happens on the test's own thread, before it starts anything.
 pub fn acquire(test: &str) -> TestSlot {
     let slots = slots();
-    let mut free = slots.free.lock().unwrap_or_else(|e| e.into_inner());
-    while *free == 0 {
-        free = slots.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+    let mut running = lock(&slots.running);
+    while running.len() >= slots.limit {
+        running = slots.freed.wait(running).unwrap_or_else(|e| e.into_inner());
     }
-    *free -= 1;
+    running.push(test.to_string());
     TestSlot {
         test: test.to_string(),
         started: Instant::now(),
@@ -57,7 +60,12 @@ pub fn acquire(test: &str) -> TestSlot {
 impl Drop for TestSlot {
     fn drop(&mut self) {
         let slots = slots();
-        *slots.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        {
+            let mut running = lock(&slots.running);
+            if let Some(at) = running.iter().position(|t| *t == self.test) {
+                running.swap_remove(at);
+            }
+        }
         slots.freed.notify_one();
         let Some(path) = std::env::var_os("MULTUS_E2E_TIMINGS") else {
             return;
@@ -81,6 +89,17 @@ impl Drop for TestSlot {
             let _ = file.write_all(line.as_bytes());
         }
     }
+}
+
+/// The tests of this binary that hold a slot now.
+pub fn running() -> Vec<String> {
+    lock(&slots().running).clone()
+}
+
+/// A test that panicked while holding the lock has left the list whole: it changes only in
+/// one push or one removal.
+fn lock(running: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+    running.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Takes a test slot named after the calling test function (`crate::test_name`).
@@ -121,5 +140,9 @@ mod tests {
             slot.test,
             "multus_e2e::slot::tests::the_macro_names_the_calling_function"
         );
+        assert!(super::running().contains(&slot.test));
+        let test = slot.test.clone();
+        drop(slot);
+        assert!(!super::running().contains(&test));
     }
 }

@@ -255,9 +255,8 @@ async fn token_user(cp: &ControlPlane, kubeconfig: &str) -> String {
 
 const BRIDGE: &str = r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"br-agent"}"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
-    let _slot = multus_e2e::test_slot!();
     let (env, node, root) = Env::with_node("exact", true).await;
     env.nad("backplane", BRIDGE).await;
     let agent = env.agent(&node, root.path()).await;
@@ -313,9 +312,8 @@ async fn the_agent_writes_the_bundle_byte_exact_with_a_working_kubeconfig() {
     env.finish(agent).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn fifty_restarts_leave_every_byte_identical_and_never_delegate_to_ourselves() {
-    let _slot = multus_e2e::test_slot!();
     let (env, node, root, first) = Env::with_agent("restarts", true, auto_primary()).await;
     env.wait_state(&node, "Applied").await;
     first.wait_ready("agent ready", WAIT).await;
@@ -385,9 +383,8 @@ async fn drift_repairs(agent: &RunningAgent) -> f64 {
         .unwrap_or_else(|| panic!("no drift repair counter in {metrics}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it_waits() {
-    let _slot = multus_e2e::test_slot!();
     let (env, node, root) = Env::with_node("waiting", false).await;
     // A stale Multus config of our own name is not a primary.
     std::fs::write(
@@ -455,9 +452,8 @@ async fn a_directory_holding_only_our_files_gets_no_config_and_the_agent_says_it
     env.finish(agent).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() {
-    let _slot = multus_e2e::test_slot!();
     // Regression for upstream #1295: 4.0.x wrote the kubeconfig only for auto mode.
     let env = Env::new("modes").await;
     env.nad(
@@ -515,9 +511,8 @@ async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() 
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files() {
-    let _slot = multus_e2e::test_slot!();
     let (env, node, root) = Env::with_node("unselect", true).await;
     env.nad("backplane", BRIDGE).await;
     // A foreign file in each directory the agent writes to.
@@ -618,9 +613,8 @@ async fn sigterm_removes_nothing_and_unselecting_removes_exactly_the_owned_files
     env.stop_with([agent]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written() {
-    let _slot = multus_e2e::test_slot!();
     let (env, node, root) = Env::with_node("statefile", true).await;
     env.config("statefile", &node, auto_primary()).await;
     let agent = env.agent_with_state_in_cni_dir(&node, root.path()).await;
@@ -636,9 +630,8 @@ async fn a_state_file_inside_a_cni_directory_is_refused_and_nothing_is_written()
     env.finish(agent).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
-    let _slot = multus_e2e::test_slot!();
     let (env, node, root, agent) = Env::with_agent("account", true, auto_primary()).await;
     let user_of_file = || async {
         match read(root.path(), MULTUS_KUBECONFIG) {
@@ -678,9 +671,8 @@ async fn another_service_account_in_the_spec_gets_a_new_token_at_once() {
     env.finish(agent).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_bundle_of_a_newer_format_is_refused_and_the_files_stay_as_they_are() {
-    let _slot = multus_e2e::test_slot!();
     let (mut env, node, root) = Env::with_node("format", true).await;
     env.nad("net", BRIDGE).await;
     env.config("format", &node, auto_primary()).await;
@@ -731,9 +723,8 @@ async fn within_a_second(what: &str, since: Instant, done: impl Fn() -> bool) {
     eprintln!("{what}: {:?}", since.elapsed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_readiness_file_in_a_new_directory_and_a_drift_take_effect_within_a_second() {
-    let _slot = multus_e2e::test_slot!();
     // The primary's own plugin says when it is ready, in a directory it creates itself.
     let spec = json!({
         "primary": { "auto": {} },
@@ -813,9 +804,8 @@ async fn assert_idle(agent: &RunningAgent, state: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two() {
-    let _slot = multus_e2e::test_slot!();
     let (env, node, root, agent) = Env::with_agent("idle", false, auto_primary()).await;
 
     // Resting state 1: waiting for the primary. Reading its directories must not wake it.
@@ -853,9 +843,8 @@ async fn an_idle_agent_runs_no_passes_in_any_resting_state_and_an_edit_costs_two
     env.finish(refused).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_bundle_naming_a_directory_outside_the_allowed_ones_is_refused_and_nothing_is_written() {
-    let _slot = multus_e2e::test_slot!();
     // Whoever can write the MultusConfig (or the ConfigMap) must not steer a root agent
     // into other host directories: the agent runs with the default --allowed-dir set.
     let spec = json!({

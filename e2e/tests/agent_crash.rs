@@ -12,9 +12,8 @@ use multus_e2e::agent::{RunningAgent, snapshot};
 use multus_e2e::operator::eventually;
 use multus_e2e::scenario::OneNode;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_hundred_sigkills_during_updates_never_leave_a_broken_or_foreign_file() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let spec = json!({ "attachments": {}, "rollout": { "maxUnavailable": "100%" } });
     let scenario = OneNode::start(cp, "crash", spec).await.unwrap();

@@ -38,9 +38,8 @@ fn now() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn tokens_rotate_early_never_expire_in_the_file_and_survive_an_api_outage() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     // The shortest lifetime the API server grants, replaced 5 s after issue.
     let spec = json!({ "kubeconfig": { "expirationSeconds": 600, "refreshBeforeExpiry": "595s" } });

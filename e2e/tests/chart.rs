@@ -42,9 +42,8 @@ const DATA_DENIED: &str = "agents may not change a bundle's data, binaryData or 
 // ---------------------------------------------------------------------------------------
 // lint, schema, server-side validation
 
-#[test]
+#[multus_e2e::test]
 fn helm_lint_strict_passes_for_thin_thick_and_two_replicas() {
-    let _slot = multus_e2e::test_slot!();
     let helm = Helm::new().expect("helm");
     for values in [&[][..], &["--set", "mode=thick"], &["--set", "replicas=2"]] {
         let mut args = vec!["lint", "--strict", CHART];
@@ -58,9 +57,8 @@ fn helm_lint_strict_passes_for_thin_thick_and_two_replicas() {
     }
 }
 
-#[test]
+#[multus_e2e::test]
 fn bad_values_are_refused_by_the_schema_with_readable_messages() {
-    let _slot = multus_e2e::test_slot!();
     let helm = Helm::new().expect("helm");
     for (value, field) in [
         ("replicas=-1", "/replicas"),
@@ -87,9 +85,8 @@ fn bad_values_are_refused_by_the_schema_with_readable_messages() {
     }
 }
 
-#[test]
+#[multus_e2e::test]
 fn the_rendered_chart_is_accepted_by_the_api_server_in_both_modes() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let helm = Helm::new().expect("helm");
     for mode in ["thin", "thick"] {
@@ -375,9 +372,8 @@ fn assert_denied<T>(what: &str, result: Result<T, kube::Error>, message: &str) {
     }
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn an_agent_may_request_a_multus_token_bound_to_its_own_node_only() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let b = Boundary::new("chart-tokens").await;
     let node_b_ref = Boundary::node_ref(&b.admin, &b.node_b)
@@ -427,9 +423,8 @@ async fn an_agent_may_request_a_multus_token_bound_to_its_own_node_only() {
     );
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn an_agent_may_not_request_a_multus_token_bound_to_nothing_or_to_a_pod() {
-    let _slot = multus_e2e::test_slot!();
     let b = Boundary::new("chart-unbound").await;
     eventually("an unbound Multus token to be denied", WAIT, || async {
         denied_with(b.agent_requests_multus_token(None).await, TOKEN_DENIED)
@@ -465,9 +460,8 @@ async fn an_agent_may_not_request_a_multus_token_bound_to_nothing_or_to_a_pod() 
     );
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn an_agent_may_not_change_another_nodes_configmap_annotations() {
-    let _slot = multus_e2e::test_slot!();
     let b = Boundary::new("chart-othercm").await;
     let denial = b.wait_for_bundle_policy().await;
     assert_eq!(denial.reason, "Forbidden", "{denial:?}");
@@ -501,9 +495,8 @@ async fn an_agent_may_not_change_another_nodes_configmap_annotations() {
     );
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn an_agent_may_not_change_the_data_of_any_configmap_even_its_own() {
-    let _slot = multus_e2e::test_slot!();
     let b = Boundary::new("chart-data").await;
     b.wait_for_bundle_policy().await;
     let before = b.bundle_as_admin(&b.node_a).await.data;
@@ -604,9 +597,8 @@ fn check_expected(name: &str, actual: &str, mismatches: &mut Vec<String>) {
     }
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn each_chart_service_account_has_exactly_the_expected_permissions() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let admin = cp.client().await.expect("admin client");
     let mut mismatches = Vec::new();
@@ -668,9 +660,8 @@ fn kubectl_get(cp: &ControlPlane, ns: &str, what: &str, path: &str) -> Option<St
     out.status.success().then(|| text(&out.stdout))
 }
 
-#[test]
+#[multus_e2e::test]
 fn helm_installs_upgrades_and_uninstalls_the_release_against_the_api_server() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let helm = Helm::new().expect("helm");
     let ns = unique_name("chart-life");
@@ -751,11 +742,10 @@ fn helm_installs_upgrades_and_uninstalls_the_release_against_the_api_server() {
 // ---------------------------------------------------------------------------------------
 // The pre-upgrade hook's program: the CRD updated on upgrade
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn the_pre_upgrade_hook_updates_the_multusconfig_crd_with_its_own_identity_only() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::CustomResourceExt;
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let (admin, ns) = fixtures::test_namespace(cp, "chart-crds")
         .await
@@ -854,9 +844,8 @@ fn schema_leaves(node: &serde_json::Value, prefix: &str, out: &mut Vec<String>) 
     }
 }
 
-#[test]
+#[multus_e2e::test]
 fn the_readme_values_table_has_every_schema_value_with_its_default() {
-    let _slot = multus_e2e::test_slot!();
     let read = |path: &str| std::fs::read_to_string(path).expect("read file");
     let schema: serde_json::Value =
         serde_json::from_str(&read(&format!("{CHART}/values.schema.json"))).expect("schema");

@@ -94,9 +94,8 @@ fn pinned_release() -> String {
         .expect("go.mod requires k8s.io/kubernetes")
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn the_control_plane_serves_the_pinned_upstream_release() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let version = client.apiserver_version().await.unwrap();
@@ -108,9 +107,8 @@ async fn the_control_plane_serves_the_pinned_upstream_release() {
     );
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn invalid_multusconfigs_are_rejected_by_the_api_server_with_readable_messages() {
-    let _slot = multus_e2e::test_slot!();
     let client = ControlPlane::shared().client().await.unwrap();
     let api = mcfg_api(&client);
     let cases: Vec<serde_json::Value> = serde_saphyr::from_str(REJECTED).expect("valid YAML");
@@ -135,9 +133,8 @@ async fn invalid_multusconfigs_are_rejected_by_the_api_server_with_readable_mess
     }
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn a_valid_multusconfig_is_stored_with_defaults_and_kubectl_shows_its_columns() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let client = cp.client().await.unwrap();
     let api = mcfg_api(&client);
@@ -190,9 +187,8 @@ async fn a_valid_multusconfig_is_stored_with_defaults_and_kubectl_shows_its_colu
     }
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn a_node_bound_token_authenticates_until_its_node_is_deleted() {
-    let _slot = multus_e2e::test_slot!();
     let accounts = Accounts::new("tokens").await;
     let (admin, node_name) = (&accounts.admin, &accounts.node_name);
     let uid = accounts.node.metadata.uid.clone().unwrap();
@@ -229,9 +225,8 @@ async fn a_node_bound_token_authenticates_until_its_node_is_deleted() {
     }
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn a_validating_admission_policy_really_denies_requests() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let (client, ns) = fixtures::test_namespace(cp, "vap").await.unwrap();
     let policy_name = unique_name("deny-forbidden");
@@ -320,10 +315,9 @@ async fn a_validating_admission_policy_really_denies_requests() {
 
 /// Run by `no_process_outlives_its_test_process` in a child process: starts etcd under the
 /// watchdog, prints its state directory and exits without any cleanup.
-#[test]
+#[multus_e2e::test]
 #[ignore = "helper run in a child process"]
 fn helper_start_etcd_and_exit_abruptly() {
-    let _slot = multus_e2e::test_slot!();
     if std::env::var_os("MULTUS_E2E_LEAK_HELPER").is_none() {
         return;
     }
@@ -349,9 +343,8 @@ fn helper_start_etcd_and_exit_abruptly() {
     std::process::exit(0);
 }
 
-#[test]
+#[multus_e2e::test]
 fn no_process_outlives_its_test_process() {
-    let _slot = multus_e2e::test_slot!();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -389,9 +382,8 @@ fn no_process_outlives_its_test_process() {
     assert!(clean, "leftover e2e processes: {:?}", leftovers());
 }
 
-#[tokio::test]
+#[multus_e2e::test]
 async fn a_pod_bound_token_names_its_pod_and_the_pods_node() {
-    let _slot = multus_e2e::test_slot!();
     let accounts = Accounts::new("podtoken").await;
     let (admin, ns, node_name) = (&accounts.admin, &accounts.ns, &accounts.node_name);
     // A pod already bound to the node, as a DaemonSet's pod is (no scheduler here).
@@ -426,5 +418,35 @@ async fn a_pod_bound_token_names_its_pod_and_the_pods_node() {
     assert_eq!(
         extra.get("authentication.kubernetes.io/node-name"),
         Some(&vec![node_name.clone()])
+    );
+}
+
+/// `#[multus_e2e::test]` runs an `async` test on a multi-threaded runtime with two workers,
+/// and the test holds a slot named after it while it runs.
+#[multus_e2e::test]
+async fn the_test_attribute_runs_an_async_test_on_two_workers_holding_its_slot() {
+    let runtime = tokio::runtime::Handle::current();
+    assert_eq!(
+        runtime.runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::MultiThread
+    );
+    assert_eq!(runtime.metrics().num_workers(), 2);
+    let me = "control_plane::the_test_attribute_runs_an_async_test_on_two_workers_holding_its_slot";
+    assert!(
+        multus_e2e::slot::running().iter().any(|t| t == me),
+        "{me} holds no slot: {:?}",
+        multus_e2e::slot::running()
+    );
+}
+
+/// A plain test gets libtest's runner, no runtime, and its slot too.
+#[multus_e2e::test]
+fn the_test_attribute_gives_a_plain_test_its_slot_and_no_runtime() {
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let me = "control_plane::the_test_attribute_gives_a_plain_test_its_slot_and_no_runtime";
+    assert!(
+        multus_e2e::slot::running().iter().any(|t| t == me),
+        "{me} holds no slot: {:?}",
+        multus_e2e::slot::running()
     );
 }

@@ -129,9 +129,8 @@ async fn wait_state(scenario: &OneNode, state: &str) -> BTreeMap<String, String>
     scenario.wait_state(state, WAIT).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_full_disk_leaves_no_partial_file_reports_failed_and_recovers_when_space_returns() {
-    let _slot = multus_e2e::test_slot!();
     // A 40 KiB attachment into a 16 KiB file system.
     let (scenario, root) = with_attachment("diskfull", 40 * 1024).await;
     let disk = Mounted::tmpfs(&root.join(ATTACHMENTS), "16k");
@@ -166,9 +165,8 @@ async fn a_full_disk_leaves_no_partial_file_reports_failed_and_recovers_when_spa
     scenario.finish(agent).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_read_only_directory_reports_failed_and_recovers_when_writable_again() {
-    let _slot = multus_e2e::test_slot!();
     let (scenario, root) = with_attachment("readonly", 16).await;
     let mount = Mounted::read_only(&root.join(ATTACHMENTS));
     let agent = scenario.agent().await.unwrap();
@@ -186,9 +184,8 @@ async fn a_read_only_directory_reports_failed_and_recovers_when_writable_again()
     scenario.finish(agent).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_node_deleted_while_its_agent_runs_leaves_its_files_and_the_new_nodes_agent_takes_over() {
-    let _slot = multus_e2e::test_slot!();
     let (scenario, agent, root) = applied("nodegone").await;
     let applied = snapshot(&root);
 
@@ -253,9 +250,8 @@ async fn a_node_deleted_while_its_agent_runs_leaves_its_files_and_the_new_nodes_
     scenario.finish(agent).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_multusconfig_deleted_while_the_agent_is_down_is_cleaned_up_when_it_returns() {
-    let _slot = multus_e2e::test_slot!();
     let (scenario, agent, root) = applied("cleanup").await;
     // Down for an upgrade: SIGTERM leaves every file.
     assert!(agent.terminate().await.is_some_and(|s| s.success()));

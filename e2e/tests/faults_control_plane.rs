@@ -96,9 +96,8 @@ fn bridge_nad(ns: &str, bridge: &str) -> serde_json::Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn etcd_restarted_during_a_rollout_loses_nothing_and_the_rollout_completes() {
-    let _slot = multus_e2e::test_slot!();
     let _serial = SERIAL.lock().await;
     let cp = own();
     let scenario = OneNode::start(cp, "etcd", json!({ "attachments": {} }))
@@ -197,9 +196,8 @@ fn jwt_expiry(token: &str) -> u64 {
     claims["exp"].as_u64().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn the_api_server_down_across_a_token_rotation_leaves_a_working_token_in_the_file() {
-    let _slot = multus_e2e::test_slot!();
     let _serial = SERIAL.lock().await;
     let cp = own();
     // 600 s tokens (the API server's minimum) replaced 590 s before expiry: a rotation every

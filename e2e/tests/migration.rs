@@ -95,10 +95,9 @@ fn read(root: &Path, path: &str) -> Vec<u8> {
     std::fs::read(root.join(path)).unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn with_the_take_over_value_the_agent_replaces_upstreams_files_keeps_a_backup_and_the_node_is_ready()
  {
-    let _slot = multus_e2e::test_slot!();
     let (scenario, _work, upstream) = node_left_by_upstream("takeover").await;
     let root = scenario.root.path();
 
@@ -172,9 +171,8 @@ async fn with_the_take_over_value_the_agent_replaces_upstreams_files_keeps_a_bac
     scenario.finish(agent).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn without_the_take_over_value_the_agent_touches_nothing_and_names_the_value() {
-    let _slot = multus_e2e::test_slot!();
     let (scenario, _work, upstream) = node_left_by_upstream("notakeover").await;
     let root = scenario.root.path();
     let agent = agent(&scenario, false).await.unwrap();

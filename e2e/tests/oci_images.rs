@@ -187,9 +187,8 @@ fn in_path(tool: &str) -> PathBuf {
         })
 }
 
-#[test]
+#[multus_e2e::test]
 fn every_image_imports_into_containerd_and_runs() {
-    let _slot = multus_e2e::test_slot!();
     multus_e2e::process::remove_stale_state_dirs();
     let dir = std::env::temp_dir().join(format!("{MARKER}{}-oci", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

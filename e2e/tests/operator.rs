@@ -299,9 +299,8 @@ fn logs_debug(cm: &ConfigMap) -> bool {
 const BRIDGE: &str = r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"br-e2e","ipam":{"type":"host-local","subnet":"10.99.0.0/16"}}"#;
 const MACVLAN_TEMPLATE: &str = r#"{"cniVersion":"0.3.1","type":"macvlan","master":"{{ node.labels[e2e.multus.dev/uplink] }}","mode":"bridge"}"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn one_config_three_nodes_two_nads_follow_every_change() {
-    let _slot = multus_e2e::test_slot!();
     let env = Env::new("bundles").await;
     let nodes = env.nodes(["eth1", "eth2", "eth3"]).await;
     env.nad("plain", BRIDGE, None).await;
@@ -415,9 +414,8 @@ async fn one_config_three_nodes_two_nads_follow_every_change() {
     op.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
-    let _slot = multus_e2e::test_slot!();
     let env = Env::new("invalid").await;
     env.nodes(["eth1"]).await;
     env.nad("good", BRIDGE, None).await;
@@ -490,9 +488,8 @@ async fn an_invalid_nad_gets_an_event_and_a_condition_and_reaches_no_node() {
     op.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_reported() {
-    let _slot = multus_e2e::test_slot!();
     let env = Env::new("giveup").await;
     let [node] = env.nodes(["eth1"]).await;
     let op = RunningOperator::start(
@@ -538,9 +535,8 @@ async fn a_node_that_never_confirms_removal_is_given_up_after_the_timeout_and_re
     op.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
-    let _slot = multus_e2e::test_slot!();
     let env = Env::new("conflict").await;
     let [node] = env.nodes(["eth1"]).await;
     let op = env.operator();
@@ -591,9 +587,8 @@ async fn the_newer_of_two_configs_over_one_node_is_conflicted() {
     op.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_failure() {
-    let _slot = multus_e2e::test_slot!();
     let env = Env::new("rollout").await;
     let one_at_a_time = json!({ "rollout": { "maxUnavailable": 1 } });
     let (op, nodes, bundles) = env.operate("rollout", one_at_a_time, ["eth1"; 3]).await;
@@ -711,9 +706,8 @@ async fn agent_feedback_drives_counts_ready_and_a_staged_rollout_that_halts_on_f
     op.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
-    let _slot = multus_e2e::test_slot!();
     let env = Env::new("delete").await;
     let (op, nodes, bundles) = env.operate("doomed", json!({}), ["eth1"; 2]).await;
     // What makes the ConfigMaps go with their MultusConfig is ours: each is owned by it,
@@ -769,9 +763,8 @@ async fn deleting_a_config_waits_for_cleanup_then_its_configmaps_go() {
     op.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn restarting_the_operator_with_nothing_changed_writes_nothing() {
-    let _slot = multus_e2e::test_slot!();
     let env = Env::new("restart").await;
     env.nad("plain", BRIDGE, None).await;
     env.nad("broken", "{", None).await;
@@ -865,9 +858,8 @@ async fn uninstall(env: &Env, timeout: &str) -> tokio::process::Child {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn uninstall_deletes_the_configs_and_returns_once_every_agent_removed_its_files() {
-    let _slot = multus_e2e::test_slot!();
     let env = Env::new("uninstall").await;
     let (op, _, _) = env.operate("leaving", json!({}), ["eth1"; 2]).await;
 

@@ -201,9 +201,8 @@ async fn wait_bundle(client: &Client, ns: &str, node: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_frozen_leader_is_replaced_and_sends_no_write_after_it_resumes() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::own(ControlPlane::start_with_audit).await;
     let (admin, ns) = fixtures::test_namespace(&cp, "fencing").await.unwrap();
     let identities = Identities::apply(&cp, &ns, "thin").await.unwrap();

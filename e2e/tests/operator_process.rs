@@ -25,9 +25,8 @@ async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
         .and_then(|s| s.holder_identity)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stops_on_sigterm() {
-    let _slot = multus_e2e::test_slot!();
     let env = TestEnv::new("process").await.unwrap();
     let kubeconfig = env.identities.operator_kubeconfig(env.cp).await.unwrap();
     let a = Replica::start(&kubeconfig, &env.ns, "replica-a", LEASE_NAME)
@@ -96,9 +95,8 @@ async fn the_operator_process_serves_health_and_metrics_holds_its_lease_and_stop
     assert_eq!(lease_holder(&leases).await.as_deref(), Some("replica-b"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_standby_replica_takes_the_lease_only_after_the_leader_stops_renewing() {
-    let _slot = multus_e2e::test_slot!();
     // The Lease as the chart's operator account may hold it.
     let env = TestEnv::new("lease").await.unwrap();
     let operator = env.identities.operator_client(env.cp).await.unwrap();

@@ -46,9 +46,8 @@ async fn create_when_served(api: &Api<DynamicObject>, object: &DynamicObject) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn undecodable_objects_are_reported_and_the_rest_keeps_reconciling() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::own(ControlPlane::start).await;
     let (client, test) = fixtures::test_namespace(&cp, "undecodable").await.unwrap();
     let node = unique_name("node");

@@ -30,9 +30,8 @@ async fn settled(count: impl Fn() -> u64) -> u64 {
     last
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn node_status_heartbeats_never_wake_the_operator_and_label_changes_do() {
-    let _slot = multus_e2e::test_slot!();
     // One node, the operator, and a MultusConfig selecting the node.
     let scenario = OneNode::start(ControlPlane::shared(), "heartbeat", json!({}))
         .await

@@ -48,9 +48,8 @@ fn status_of<'a>(status: &'a [Value], network: &str) -> Option<&'a Value> {
     status.iter().find(|s| s["name"] == network)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() {
-    let _slot = multus_e2e::test_slot!();
     let (cp, mut node) = agent_node("podnet").await;
     // A NAD with an empty spec.config: its content reaches the node as a file.
     let storage = node.host.bridge_network(1, "198.18.1.0/24", false);
@@ -99,9 +98,8 @@ async fn a_pod_gets_its_primary_and_a_file_backed_network_through_real_multus() 
     node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn device_info_asked_for_without_a_resource_name_is_warned_and_multus_indeed_gives_none() {
-    let _slot = multus_e2e::test_slot!();
     let (cp, mut node) = agent_node("devinfo").await;
     // An inline NAD that no MultusConfig writes to a node (the attachment selector wants a
     // label it lacks): Multus reads it from the API server when a pod names it, so the lint
@@ -174,9 +172,8 @@ async fn device_info_asked_for_without_a_resource_name_is_warned_and_multus_inde
     node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn an_invalid_nad_beside_valid_ones_keeps_pods_on_the_valid_networks_coming_up() {
-    let _slot = multus_e2e::test_slot!();
     let (cp, mut node) = agent_node("badnad").await;
     // Upstream Multus stops at the first confDir file that fails to parse, for every
     // network; the operator never writes such a file, so the good network stays reachable.

@@ -27,9 +27,8 @@ fn ip_of(node: &Node) -> Option<String> {
         .map(|a| a.address.clone())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_node_registers_ready_with_its_own_cni_dirs_and_stopping_it_leaves_nothing() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared_for_real_nodes();
     let client = cp.client().await.unwrap();
     let name = unique_name("rn-ready");
@@ -88,9 +87,8 @@ async fn a_node_registers_ready_with_its_own_cni_dirs_and_stopping_it_leaves_not
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_scheduled_busybox_pod_runs_on_the_node_subnet_reaches_the_api_and_sees_node_paths() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared_for_real_nodes();
     let (client, ns) = fixtures::test_namespace(cp, "rn-pod").await.unwrap();
     let name = unique_name("rn-pod");

@@ -159,21 +159,18 @@ fn install_and_attach(mode: &'static str, containers: &[&str], sets: &[&str]) {
     eprintln!("{mode}: helm install to Ready {:.1}s", took.as_secs_f64());
 }
 
-#[test]
+#[multus_e2e::test]
 fn helm_install_thin_makes_everything_ready_and_pods_get_two_networks_that_reach_each_other() {
-    let _slot = multus_e2e::test_slot!();
     install_and_attach("thin", &["operator", "agent"], &[]);
 }
 
-#[test]
+#[multus_e2e::test]
 fn helm_install_thick_runs_multus_daemon_and_pods_get_two_networks_that_reach_each_other() {
-    let _slot = multus_e2e::test_slot!();
     install_and_attach("thick", &["operator", "agent", "multus-daemon"], &[]);
 }
 
-#[test]
+#[multus_e2e::test]
 fn a_thick_socket_dir_outside_run_is_mounted_through_its_parent_and_works() {
-    let _slot = multus_e2e::test_slot!();
     // Under the node's own /etc/cni, so nothing lands on the machine's directories.
     install_and_attach(
         "thick",
@@ -204,9 +201,8 @@ fn assert_untouched(env: &Env, nets: &Networks, pods: &[(&str, &[(String, String
     assert_reachable(env.cp, nets, [pods[0], pods[1]]);
 }
 
-#[test]
+#[multus_e2e::test]
 fn agent_deletion_upgrade_and_kubelet_restart_leave_pods_alone_and_uninstall_leaves_the_primary() {
-    let _slot = multus_e2e::test_slot!();
     let mut guard = env();
     let env = guard.as_mut().unwrap();
     let (mut release, took) = Release::install(env.cp, &env.node, "thin", &[]);
@@ -346,9 +342,8 @@ fn agent_deletion_upgrade_and_kubelet_restart_leave_pods_alone_and_uninstall_lea
     );
 }
 
-#[test]
+#[multus_e2e::test]
 fn cold_and_warm_start_of_the_node_and_the_chart_are_printed() {
-    let _slot = multus_e2e::test_slot!();
     let mut guard = env();
     let env = guard.as_mut().unwrap();
     // The first node of this process (images imported) and its first install, unless an

@@ -17,9 +17,8 @@ use multus_e2e::thick::{Daemon, Launch};
 /// Our agent and the daemon, on a loaded 2-core machine (a second or two idle).
 const WAIT: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn the_real_daemon_stays_up_and_writes_and_removes_only_its_own_file() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let mut node = AgentNode::with_mode(cp, "thick", "thick").await.unwrap();
     node.start(cp, json!({})).await.unwrap();
@@ -64,9 +63,8 @@ async fn the_real_daemon_stays_up_and_writes_and_removes_only_its_own_file() {
     node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn with_multus_config_file_naming_our_file_the_real_daemon_exits_right_after_starting() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let mut node = AgentNode::with_mode(cp, "thickpath", "thick")
         .await

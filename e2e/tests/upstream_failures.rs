@@ -73,10 +73,9 @@ async fn ours_with_fixed_primary(cp: &ControlPlane, mode: &'static str, subnet: 
     node
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn with_a_fixed_config_file_upstream_v4_0_2_writes_no_kubeconfig_and_add_fails_ours_works_thin_and_thick()
  {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let ours = ours_with_fixed_primary(cp, "thin", "198.18.10.0/24").await;
     assert!(
@@ -154,10 +153,9 @@ async fn with_a_fixed_config_file_upstream_v4_0_2_writes_no_kubeconfig_and_add_f
     thick.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_file_backed_network_resolves_through_our_thick_daemon_and_upstream_v4_1_0_finds_no_networks()
  {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let mut ours = AgentNode::with_mode(cp, "confdir", "thick").await.unwrap();
     let storage = ours.host.bridge_network(1, "198.18.20.0/24", false);
@@ -236,9 +234,8 @@ fn multus_depth(config: &Value) -> usize {
     depth
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn upstream_v4_0_2_restarted_five_times_nests_its_config_while_ours_adds_exactly_one_eth0() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let mut ours = AgentNode::new(cp, "selfdeleg").await.unwrap();
     ours.start(cp, json!({})).await.unwrap();

@@ -30,10 +30,9 @@ async fn add_del(node: &AgentNode, pod: &PodRef) {
     assert!(deleted.status.success(), "DEL: {}", printed(&deleted));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn a_recreated_service_account_voids_the_token_and_the_agent_writes_a_new_one_within_a_minute()
  {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let mut ours = AgentNode::new(cp, "sarecreate").await.unwrap();
     ours.start(cp, json!({})).await.unwrap();
@@ -106,9 +105,8 @@ async fn a_recreated_service_account_voids_the_token_and_the_agent_writes_a_new_
 /// it is ignored by default; run it with
 /// `cargo test -p multus-e2e --test upstream_token_expiry -- --ignored --nocapture upstream_v4_3_0s_token_expires`
 #[ignore = "about 12 minutes: waits for a 600 s token to expire"]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[multus_e2e::test]
 async fn upstream_v4_3_0s_token_expires_and_add_fails_while_ours_rotates_and_add_keeps_working() {
-    let _slot = multus_e2e::test_slot!();
     let cp = ControlPlane::shared();
     let mut ours = AgentNode::new(cp, "expiry").await.unwrap();
     // 600 s tokens replaced 72 to 120 s after issue: several rotations before upstream's

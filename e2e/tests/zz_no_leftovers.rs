@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use multus_e2e::process::{leftovers, wait_until};
 
-#[test]
+#[multus_e2e::test]
 fn no_e2e_process_outlives_the_test_binaries() {
-    let _slot = multus_e2e::test_slot!();
     // A control plane whose test binary just exited gets its watchdogs' grace period (they
     // poll every 0.5 s and give each process 10 s after SIGTERM).
     let clean = wait_until(Duration::from_secs(30), || leftovers().is_empty());

@@ -5,8 +5,10 @@
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_with_macros::skip_serializing_none;
 
 /// The host kubeconfig and its ServiceAccount token.
+#[skip_serializing_none]
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
@@ -18,7 +20,6 @@ pub struct KubeconfigSpec {
     pub enabled: bool,
     /// The ServiceAccount whose token goes into the kubeconfig. Defaults to the account the
     /// operator was installed with (`--multus-service-account`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<ServiceAccountRef>,
     /// Requested token lifetime.
     #[serde(default = "default_expiration_seconds")]
@@ -26,7 +27,6 @@ pub struct KubeconfigSpec {
     pub expiration_seconds: i64,
     /// When to replace the token: a share of its lifetime (`20%`) or a duration (`10m`,
     /// `1h`) before it expires. Default `20%`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^([1-9]|[1-9][0-9])%$') || self.matches('^[1-9][0-9]{0,8}(s|m|h)$')")
         .message("refreshBeforeExpiry must be a percentage from 1% to 99% or a duration such as 10m"))]
     #[schemars(length(max = 16))]
@@ -35,13 +35,11 @@ pub struct KubeconfigSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,
     /// API server URL written into the kubeconfig; default is the agent's in-cluster server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('https://')").message("server must be an https:// URL"))]
     #[schemars(length(max = 2048))]
     pub server: Option<String>,
     /// PEM bundle of the CA that signed the API server certificate; default is the agent's
     /// in-cluster CA.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.contains('-----BEGIN CERTIFICATE-----')").message("certificateAuthority must be PEM certificate data"))]
     #[schemars(length(max = 65536))]
     pub certificate_authority: Option<String>,
