@@ -226,7 +226,7 @@ pub struct MultusOptions {
     pub name: Option<String>,
     pub log_level: Option<LogLevel>,
     /// A host path for the Multus log file.
-    #[x_kube(validation = absolute_file_rule("logFile"))]
+    #[x_kube(validation = paths::absolute_file_rule("logFile"))]
     #[schemars(length(max = 1024))]
     pub log_file: Option<String>,
     pub log_to_stderr: Option<bool>,
@@ -245,20 +245,13 @@ pub struct MultusOptions {
     pub default_networks: Vec<String>,
     /// A file whose existence means the primary network is ready; the agent waits for it
     /// and Multus checks it on every call.
-    #[x_kube(validation = absolute_file_rule("readinessIndicatorFile"))]
+    #[x_kube(validation = paths::absolute_file_rule("readinessIndicatorFile"))]
     #[schemars(length(max = 1024))]
     pub readiness_indicator_file: Option<String>,
     pub retry_delete_on_error: Option<bool>,
     /// Extra capabilities, merged with the ones the primary network declares.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capabilities: BTreeMap<String, bool>,
-}
-
-/// The admission rule of a host file that Multus itself opens: an absolute path.
-fn absolute_file_rule(field: &str) -> kube::core::Rule {
-    kube::core::Rule::new("self.startsWith('/')").message(kube::core::Message::Message(format!(
-        "{field} must be an absolute path"
-    )))
 }
 
 /// Which NetworkAttachmentDefinitions become files in `multusConfDir`.

@@ -2,7 +2,7 @@
 //! processes: debug builds, or the builds that ship.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::E2eError;
@@ -65,10 +65,7 @@ pub fn profile_dir(target: Option<&str>, profile: &str) -> PathBuf {
 pub fn workspace_bin(bin: &str) -> Result<PathBuf, E2eError> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let args = ["-p", "multus-operator", "-p", "multus-node-agent", "--bins"];
-    BUILT
-        .get_or_init(|| cargo_build(&args))
-        .clone()
-        .map_err(E2eError::Binaries)?;
+    build_once(&BUILT, &args)?;
     existing(profile_dir(None, "dev").join(bin))
 }
 
@@ -100,20 +97,28 @@ pub fn workspace_release_bin(bin: &str) -> Result<PathBuf, E2eError> {
         "--bin",
         wanted.bin,
     ];
-    BUILT[index]
-        .get_or_init(|| cargo_build(&args))
-        .clone()
-        .map_err(E2eError::Binaries)?;
+    build_once(&BUILT[index], &args)?;
     existing(profile_dir(None, wanted.profile).join(bin))
 }
 
-/// `cargo build -q <args>` in this workspace, with the cargo running the tests.
-fn cargo_build(args: &[&str]) -> Result<(), String> {
+/// Runs [`cargo_build`] the first time `built` is asked, and gives its outcome every time.
+fn build_once(built: &OnceLock<Result<(), String>>, args: &[&str]) -> Result<(), E2eError> {
+    built
+        .get_or_init(|| cargo_build(args, &[]))
+        .clone()
+        .map_err(E2eError::Binaries)
+}
+
+/// `cargo build -q <args>` in this workspace, with the cargo running the tests and `env`
+/// added to its environment.
+pub(crate) fn cargo_build(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(["build", "-q"])
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
         .status()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if status.success() {

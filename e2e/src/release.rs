@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::chart::{CHART, Helm, kubectl_with_input, text};
 use crate::node::RealNode;
+use crate::process::expect_success;
 use crate::{ControlPlane, oci, unique_name};
 
 /// From creation to Running for a test pod: scheduling, two or three CNI ADDs through
@@ -47,22 +48,13 @@ pub fn wait_for<T>(
 /// kubectl as the cluster admin; panics when it fails.
 pub fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
     let out = cp.kubectl(args).expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    expect_success(&out, &format!("kubectl {args:?}"))
 }
 
 /// kubectl applying `doc`.
 pub fn apply(cp: &ControlPlane, doc: &Value) {
     let out = kubectl_with_input(cp, &["apply", "-f", "-"], &doc.to_string()).expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl apply {doc}: {}",
-        text(&out.stderr)
-    );
+    expect_success(&out, &format!("kubectl apply {doc}"));
 }
 
 /// An installed release of the chart in its own namespace, with its own MultusConfig (named

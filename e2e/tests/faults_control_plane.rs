@@ -69,20 +69,19 @@ async fn applied(scenario: &OneNode, what: &str) -> String {
     applied_after(scenario, None, what).await
 }
 
-/// The failed token rotations the agent has counted.
-async fn rotation_failures(agent: &RunningAgent) -> f64 {
-    multus_e2e::http::metric(
-        &agent.metrics().await,
-        "multus_node_agent_token_rotation_failures_total",
-    )
-    .unwrap_or_default()
-}
-
-/// Waits until the agent has counted more failed token rotations than `count`.
-async fn failed_rotation_after(agent: &RunningAgent, count: f64, what: &str) {
+/// Waits until the agent has counted one more failed token rotation than it has now.
+async fn another_failed_rotation(agent: &RunningAgent, what: &str) {
+    let failures = || async {
+        multus_e2e::http::metric(
+            &agent.metrics().await,
+            "multus_node_agent_token_rotation_failures_total",
+        )
+        .unwrap_or_default()
+    };
+    let before = failures().await;
     eventually(what, WAIT, || async {
-        let n = rotation_failures(agent).await;
-        (n > count).then_some(()).ok_or(format!("{n} failures"))
+        let n = failures().await;
+        (n > before).then_some(()).ok_or(format!("{n} failures"))
     })
     .await;
 }
@@ -223,11 +222,9 @@ async fn the_api_server_down_across_a_token_rotation_leaves_a_working_token_in_t
         .unwrap();
     // While it is down rotations fail; the file keeps its token, which is still valid for
     // minutes.
-    let start = rotation_failures(&agent).await;
-    failed_rotation_after(&agent, start, "a failed rotation counted").await;
+    another_failed_rotation(&agent, "a failed rotation counted").await;
     let (kept, _) = token_in_file(cp, root).await;
-    let next = rotation_failures(&agent).await;
-    failed_rotation_after(&agent, next, "another failed rotation counted").await;
+    another_failed_rotation(&agent, "another failed rotation counted").await;
     let (still, _) = token_in_file(cp, root).await;
     assert_eq!(
         still, kept,

@@ -116,29 +116,19 @@ pub fn compute(
         (None, None) => Verdict::false_because("AsExpected", "no node is failing"),
     };
 
-    let conflicted = Verdict::listing(
+    let conflicted = CONFLICTS.verdict(
         findings
             .conflicted
             .iter()
             .map(|(node, owner)| format!("{node} (owned by {owner})"))
             .collect(),
-        (
-            "NodesOwnedElsewhere",
-            "selected nodes owned by an older MultusConfig: ",
-        ),
-        (
-            "NoConflict",
-            "no selected node is owned by another MultusConfig",
-        ),
     );
-    let invalid = Verdict::listing(
+    let invalid = REJECTIONS.verdict(
         findings
             .rejected
             .iter()
             .map(|r| format!("{} ({})", r.name, r.reason))
             .collect(),
-        ("AttachmentsRejected", "not written to any node: "),
-        ("AllValid", "every selected attachment is valid"),
     );
     let warned = if findings.warnings.is_empty() {
         Verdict::false_because("NoWarnings", "no attachment lint warnings")
@@ -201,6 +191,41 @@ pub fn compute(
     }
 }
 
+/// A condition that is `True` while anything is listed.
+struct Listing {
+    /// The reason while something is listed.
+    raised: &'static str,
+    /// What the message says before the list.
+    lead: &'static str,
+    /// The reason and the whole message while nothing is.
+    calm: &'static str,
+    calm_message: &'static str,
+}
+
+const CONFLICTS: Listing = Listing {
+    raised: "NodesOwnedElsewhere",
+    lead: "selected nodes owned by an older MultusConfig: ",
+    calm: "NoConflict",
+    calm_message: "no selected node is owned by another MultusConfig",
+};
+
+const REJECTIONS: Listing = Listing {
+    raised: "AttachmentsRejected",
+    lead: "not written to any node: ",
+    calm: "AllValid",
+    calm_message: "every selected attachment is valid",
+};
+
+impl Listing {
+    fn verdict(&self, listed: Vec<String>) -> Verdict {
+        if listed.is_empty() {
+            Verdict::false_because(self.calm, self.calm_message)
+        } else {
+            Verdict::true_because(self.raised, format!("{}{}", self.lead, listed.join(", ")))
+        }
+    }
+}
+
 /// What one condition says, before it gets its type, generation and transition time.
 struct Verdict {
     status: bool,
@@ -221,16 +246,6 @@ impl Verdict {
         Verdict {
             status: false,
             ..Verdict::true_because(reason, message)
-        }
-    }
-
-    /// `True` while anything is listed: the `raised` reason, and its message lead followed by
-    /// the list; `False` with the `calm` reason and message when the list is empty.
-    fn listing(listed: Vec<String>, raised: (&str, &str), calm: (&str, &str)) -> Verdict {
-        if listed.is_empty() {
-            Verdict::false_because(calm.0, calm.1)
-        } else {
-            Verdict::true_because(raised.0, format!("{}{}", raised.1, listed.join(", ")))
         }
     }
 

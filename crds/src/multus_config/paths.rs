@@ -80,12 +80,23 @@ pub struct Paths {
     pub kubeconfig_path: String,
 }
 
+/// The admission rule of a path the agent writes or the daemon mounts: absolute, and
+/// spelled one way only, so that two spellings can never name one directory.
 fn absolute_path_rule(field: &str) -> kube::core::Rule {
     kube::core::Rule::new(
         "self.startsWith('/') && !self.contains('/../') && !self.endsWith('/..') && !self.contains('//') && !self.contains(' ')",
     )
     .message(kube::core::Message::Message(format!(
         "{field} must be an absolute path without '..', '//' or spaces"
+    )))
+}
+
+/// The admission rule of a host file that only Multus opens (its log, the readiness
+/// indicator): an absolute path, since Multus would resolve a relative one against the
+/// working directory of whichever runtime calls it.
+pub(super) fn absolute_file_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new("self.startsWith('/')").message(kube::core::Message::Message(format!(
+        "{field} must be an absolute path"
     )))
 }
 

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::E2eError;
-use crate::binaries_local::{SHIPPED, profile_dir, shipped};
+use crate::binaries_local::{SHIPPED, cargo_build, profile_dir, shipped};
 
 /// The musl target for the host's architecture, as the Dockerfile picks it.
 pub fn musl_target() -> Result<String, E2eError> {
@@ -40,24 +40,25 @@ pub fn musl_release_bin(bin: &str) -> Result<PathBuf, E2eError> {
 /// profiles differ; returns the target.
 fn build() -> Result<String, E2eError> {
     let target = musl_target()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("[multus-e2e] building static {target} binaries for the images (minutes when cold)");
+    let cc = format!("CC_{}", target.replace('-', "_"));
     for shipped in SHIPPED {
-        let status = Command::new(&cargo)
-            .args(["build", "-q", "--locked", "--target", &target])
-            .args(["--profile", shipped.profile])
-            .args(["-p", shipped.package, "--bin", shipped.bin])
-            .env(format!("CC_{}", target.replace('-', "_")), "musl-gcc")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|e| E2eError::Binaries(format!("cannot run {cargo}: {e}")))?;
-        if !status.success() {
-            return Err(E2eError::Binaries(format!(
-                "cargo build --profile {} --target {target} -p {} failed ({status}); needs `rustup target add {target}` and musl-gcc (Debian: musl-tools)",
-                shipped.profile, shipped.package
-            )));
-        }
+        let args = [
+            "--locked",
+            "--target",
+            &target,
+            "--profile",
+            shipped.profile,
+            "-p",
+            shipped.package,
+            "--bin",
+            shipped.bin,
+        ];
+        cargo_build(&args, &[(&cc, "musl-gcc")]).map_err(|e| {
+            E2eError::Binaries(format!(
+                "{e}; needs `rustup target add {target}` and musl-gcc (Debian: musl-tools)"
+            ))
+        })?;
     }
     Ok(target)
 }

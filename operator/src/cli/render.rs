@@ -1,5 +1,6 @@
 //! `multus-operator render`: one node's bundle, printed the way it lands on disk.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use multus_crds::bundle::{FileRole, NodeBundle, PrimaryRule};
@@ -109,16 +110,16 @@ fn print_files(
         let (note, shown) = match (completing, primary) {
             (true, Some((name, primary_text))) => (
                 format!(", completed with primary {name}"),
-                complete_for_manifest(manifest, text, name, primary_text)?,
+                Cow::Owned(complete_for_manifest(manifest, text, name, primary_text)?),
             ),
             (true, None) => (
                 format!(
                     "; the agent adds the primary {}; pass --primary-file to see it completed",
                     describe_primary(&manifest.primary)
                 ),
-                text.to_string(),
+                Cow::Borrowed(text),
             ),
-            (false, _) => (format!(", sha256 {}", file.sha256), text.to_string()),
+            (false, _) => (format!(", sha256 {}", file.sha256), Cow::Borrowed(text)),
         };
         writeln!(out, "\n# {path} (mode {}{note})", file.mode)?;
         write!(out, "{shown}")?;
