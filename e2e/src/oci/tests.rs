@@ -55,7 +55,7 @@ fn sample(host_file: &Path) -> Image {
 
 /// A temporary directory holding `tool`, the host file the sample image packs, with
 /// `contents`; the archives are written beside it.
-fn host_tool(contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
+fn tool_file(contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let host = dir.path().join("tool");
     std::fs::write(&host, contents).unwrap();
@@ -74,7 +74,7 @@ fn sha256(bytes: &[u8]) -> String {
 
 #[test]
 fn the_same_inputs_give_the_same_bytes_whatever_the_host_file_times() {
-    let (dir, host) = host_tool(b"#!/bin/sh\necho tool\n");
+    let (dir, host) = tool_file(b"#!/bin/sh\necho tool\n");
     let (first, first_bytes) = write_sample(dir.path(), &host, "first.tar");
     let file = std::fs::File::options().write(true).open(&host).unwrap();
     file.set_modified(SystemTime::now() - Duration::from_secs(86_400))
@@ -99,7 +99,7 @@ fn the_same_inputs_give_the_same_bytes_whatever_the_host_file_times() {
 
 #[test]
 fn index_manifest_config_and_layers_name_their_blobs_by_digest_and_size() {
-    let (dir, host) = host_tool(b"binary");
+    let (dir, host) = tool_file(b"binary");
     let (archive, bytes) = write_sample(dir.path(), &host, "image.tar");
     let files: BTreeMap<String, Vec<u8>> = entries(&bytes)
         .into_iter()
