@@ -21,8 +21,9 @@
 //! node's cgroup `/<state dir name>`; stopping the node kills that subtree, so no container
 //! outlives it, also when the test process dies (the namespace holder does it then).
 //!
-//! Side effects on the host beyond the state dir, all undone by [`RealNode::stop`] or by the
-//! next node start after a crash: the bridge, the cgroups. The kubelet also sets the
+//! Side effects on the host beyond the state dir, all undone by [`RealNode::stop`], or, for
+//! a node that was never stopped (a crash, or a shared node in a static), by the next node
+//! start and by the last e2e test binary (`zz_no_leftovers`): the bridge, the cgroups. The kubelet also sets the
 //! sysctls it sets on every node (vm.overcommit_memory=1, kernel.panic=10,
 //! kernel.panic_on_oops=1, kernel.keys.root_maxkeys and root_maxbytes), which stay: the
 //! alternative, `protectKernelDefaults`, only makes it refuse to start.

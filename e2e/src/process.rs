@@ -149,20 +149,31 @@ pub fn leftovers() -> Vec<String> {
     found
 }
 
-/// Removes state directories (`<tmp>/multus-e2e-<pid>-...`) whose owner process is gone.
-pub fn remove_stale_state_dirs() {
+/// State directories (`<tmp>/multus-e2e-<pid>-...`) whose owner process is gone.
+pub fn stale_state_dirs() -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(owner) = owner_of(&name)
-            && name.starts_with(MARKER)
-            && !Path::new(&format!("/proc/{owner}")).exists()
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.starts_with(MARKER) && owner_gone(&name)
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Removes the state directories [`stale_state_dirs`] lists.
+pub fn remove_stale_state_dirs() {
+    for dir in stale_state_dirs() {
+        let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Whether the owner named by a `multus-e2e-<pid>-` marker in `tag` has exited.
+pub(crate) fn owner_gone(tag: &str) -> bool {
+    owner_of(tag).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// The owner pid encoded in a `multus-e2e-<pid>-` marker in a command line.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::E2eError;
 use crate::error::io;
-use crate::process::{MARKER, owner_of, wait_until};
+use crate::process::{MARKER, owner_gone, wait_until};
 
 /// Node paths that are bind mounts of the node's own directories inside its mount
 /// namespace: `(directory under the node's state dir, path on the node)`. The chart's
@@ -280,31 +280,59 @@ fn ip(args: &[&str]) -> Result<std::process::Output, E2eError> {
         .map_err(io("run ip (iproute2)"))
 }
 
-/// Removes what nodes of test processes that are gone left behind: their bridges and
-/// cgroups (killing what still runs in them).
-pub fn remove_stale() {
-    let dead = |tag: &str| {
-        tag.contains(MARKER)
-            && owner_of(tag).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+/// The bridges of nodes whose test process is gone (the owner is in the bridge's alias).
+fn stale_bridges() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
     };
-    if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
-        for entry in entries.flatten() {
+    entries
+        .flatten()
+        .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
             let alias = std::fs::read_to_string(entry.path().join("ifalias")).unwrap_or_default();
-            if name.starts_with(BRIDGE_PREFIX) && dead(alias.trim()) {
-                delete_bridge(&name);
+            (name.starts_with(BRIDGE_PREFIX) && owner_gone(alias.trim())).then_some(name)
+        })
+        .collect()
+}
+
+/// The cgroups, in every hierarchy, of nodes whose test process is gone.
+fn stale_cgroups() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for hierarchy in hierarchies() {
+        let Ok(entries) = std::fs::read_dir(&hierarchy) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(MARKER) && owner_gone(&name) {
+                found.push(entry.path());
             }
         }
     }
-    let Ok(track) = tracking_hierarchy() else {
-        return;
-    };
-    if let Ok(entries) = std::fs::read_dir(&track) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(MARKER) && dead(&name) {
-                let _ = remove_cgroups(&name);
-            }
+    found
+}
+
+/// What nodes of test processes that are gone left on the host: their bridges by name and
+/// their cgroups by path. A node that lives in a static is never stopped, so this is also
+/// what a finished test binary's shared node leaves.
+pub fn stale() -> Vec<String> {
+    let cgroups = stale_cgroups().into_iter().map(|p| p.display().to_string());
+    stale_bridges().into_iter().chain(cgroups).collect()
+}
+
+/// Removes what [`stale`] lists, killing whatever still runs in those cgroups.
+pub fn remove_stale() {
+    for bridge in stale_bridges() {
+        delete_bridge(&bridge);
+    }
+    let names: std::collections::BTreeSet<String> = stale_cgroups()
+        .iter()
+        .filter_map(|path| path.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    for name in names {
+        if let Err(e) = remove_cgroups(&name) {
+            eprintln!("[multus-e2e] stale node {name}: {e}");
         }
     }
 }
