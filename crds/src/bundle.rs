@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use crate::multus_config::{Mode, ServiceAccountRef};
 
 /// Declares annotation keys that share one prefix, written once: every key is the prefix
-/// followed by its own suffix, so no key can drift outside the prefix that readers filter
-/// on. `pub NAME = "prefix";` also exports the prefix; `prefix "prefix";` does not.
+/// followed by its own suffix, so the prefix has one spelling and no key can drift outside
+/// it (the agent's feedback keys are found by that prefix, `feedback::PREFIX`).
+/// `pub NAME = "prefix";` also exports the prefix; `prefix "prefix";` does not.
 macro_rules! annotation_keys {
     (prefix $prefix:literal; $($(#[$doc:meta])* $name:ident = $suffix:literal;)+) => {
         $($(#[$doc])* pub const $name: &str = concat!($prefix, $suffix);)+

@@ -25,6 +25,9 @@ pub use paths::{
 /// Desired Multus configuration for the nodes a selector picks.
 // Each printcolumn(...) repeats `type_`; clippy reads them as duplicates of one attribute.
 #[allow(clippy::duplicated_attributes)]
+// `#[skip_serializing_none]` leaves an unset option out. A field whose schema comes from
+// `schema_with` keeps `#[serde(default)]`: schemars cannot see it is an `Option` and would
+// list it as required.
 #[skip_serializing_none]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(

@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(value.is_object(), "{}", file.key);
     }
 
-    let facts = NodeFacts {
+    let facts = DocumentedFill {
         name: node_name,
         labels: &labels,
         annotations: &annotations,
@@ -112,14 +112,15 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(&back, bundle);
 });
 
-/// What the placeholders of a template may name: the node's name, labels and annotations.
-struct NodeFacts<'a> {
+/// The fuzz oracle: what placeholders may name (the node's name, labels and annotations),
+/// filled in as the documentation states it, independently of the operator's own code.
+struct DocumentedFill<'a> {
     name: &'a str,
     labels: &'a BTreeMap<String, String>,
     annotations: &'a BTreeMap<String, String>,
 }
 
-impl NodeFacts<'_> {
+impl DocumentedFill<'_> {
     /// The template with every placeholder replaced, read as plainly as the documentation
     /// states it: `{{ node.name }}`, `{{ node.labels[KEY] }}`, `{{ node.annotations[KEY] }}`,
     /// spaces allowed inside the braces and around KEY. `None` when a value is missing.

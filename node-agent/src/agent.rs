@@ -86,6 +86,14 @@ pub async fn run(
     let kube_config = token::load_config(settings.kubeconfig.as_deref())
         .await
         .map_err(AgentError::Client)?;
+    if let Some(proxy) = &kube_config.proxy_url {
+        // Only the host: the URL may carry credentials.
+        let proxy_host = proxy.host().unwrap_or_default();
+        tracing::warn!(
+            proxy_host,
+            "the kubeconfig's proxy-url is not used: the agent connects to the API server directly"
+        );
+    }
     let client = crate::api_client::client(&kube_config).map_err(AgentError::Client)?;
     let settings = Arc::new(settings);
     let loading = settings.clone();

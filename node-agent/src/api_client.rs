@@ -12,12 +12,9 @@ use tower::{BoxError, ServiceBuilder};
 
 /// A client for `config`, as `Client::try_from` builds it (base URI, retries of throttled
 /// requests, authentication, extra headers, timeouts) except for `TCP_NODELAY` and kube's
-/// request tracing. No proxy: the agent talks to the API server directly, and says so when
-/// its kubeconfig names one.
+/// request tracing. No proxy: the agent talks to the API server directly (the agent says so
+/// once at start when its kubeconfig names one).
 pub fn client(config: &Config) -> Result<Client, kube::Error> {
-    if let Some(proxy) = &config.proxy_url {
-        tracing::warn!(%proxy, "the kubeconfig's proxy-url is not used: the agent connects to the API server directly");
-    }
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);

@@ -57,7 +57,8 @@ impl Token {
         &self.secret.0
     }
 
-    /// A token as a request would return it (tests of the schedule, fuzzing of the writer).
+    /// A token from its secret, its issue and expiry times (Unix seconds) and the account
+    /// it was issued for.
     pub fn new(secret: String, issued_at: i64, expires_at: i64, issued_for: String) -> Token {
         Token {
             secret: Secret(secret),

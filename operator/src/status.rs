@@ -197,8 +197,9 @@ struct Listing {
     raised: &'static str,
     /// What the message says before the list.
     lead: &'static str,
-    /// The reason and the whole message while nothing is.
+    /// The reason while nothing is listed.
     calm: &'static str,
+    /// The whole message while nothing is listed.
     calm_message: &'static str,
 }
 
