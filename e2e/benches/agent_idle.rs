@@ -1,5 +1,5 @@
-//! Cost when nothing changes, for the node agent and the operator, both as release-built
-//! processes: CPU seconds per idle minute (from /proc) while the agent waits for a primary
+//! Cost when nothing changes, for the node agent and the operator, both as shipped builds
+//! (`binaries_local::SHIPPED`) run as processes: CPU seconds per idle minute (from /proc) while the agent waits for a primary
 //! and after its bundle is applied, RSS, and the API requests the agent made (counted in the
 //! API server's audit log by the agent's own identity). Prints the figures; asserts nothing.
 //!

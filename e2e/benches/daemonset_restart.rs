@@ -25,7 +25,7 @@
 //! that moment, from the API server.
 //!
 //! `cargo bench -p multus-e2e --bench daemonset_restart` (`DELAYS=5,15,30,60,120` seconds by
-//! default; about 8 minutes on 2 cores, most of it waiting for the back-off). Needs root,
+//! default; about 10 minutes on 2 cores, most of it waiting for the back-off). Needs root,
 //! like the real-node tests. Prints one row per delay with `multus_e2e::bench::row`;
 //! asserts nothing.
 
@@ -163,10 +163,10 @@ async fn trial(
     let mut ours_dir = CniDir::watch(&ours_root.host).expect("watch ours");
     let mut upstream_dir = CniDir::watch(&upstream_root.host).expect("watch upstream");
     set_gate(cp, &node.name, true);
-    let created = Instant::now();
+    let asked = Instant::now();
     // The scenario's parameter: the primary CNI becomes ready `delay` seconds after the
     // Multus pods were asked for.
-    tokio::time::sleep_until((created + Duration::from_secs(delay)).into()).await;
+    tokio::time::sleep_until((asked + Duration::from_secs(delay)).into()).await;
     let (restarts_before, state_before) = upstream_state(cp);
     let primary = marked_primary(&format!("restart-{delay}")).expect("primary");
     let ours_at = ours_dir.place(&primary).expect("place ours");
@@ -315,7 +315,7 @@ async fn main() {
         );
         row(
             &format!(
-                "primary lands {} s after the pods are created -> Multus config written",
+                "primary lands {} s after the gate label is set again -> Multus config written",
                 t.delay
             ),
             &ms(t.ours),

@@ -139,10 +139,13 @@ impl OneNode {
     }
 
     /// Ends the scenario: `agent` gets SIGTERM and must exit 0, then the operator stops.
-    pub async fn finish(self, agent: RunningAgent) {
+    /// Returns the host root: a caller that mounted something inside it unmounts that
+    /// before the root is removed.
+    pub async fn finish(self, agent: RunningAgent) -> tempfile::TempDir {
         let exit = agent.terminate().await;
         assert!(exit.is_some_and(|s| s.success()), "agent exit: {exit:?}");
         self.operator.stop().await;
+        self.root
     }
 }
 

@@ -507,8 +507,14 @@ async fn the_kubeconfig_is_written_in_every_mode_and_for_every_primary_source() 
             );
         }
     }
-    env.stop_with(running.into_iter().map(|(.., agent)| agent))
-        .await;
+    // The host roots go after their agents have stopped: a running agent would write
+    // into a root while it is being removed.
+    let (roots, agents): (Vec<_>, Vec<_>) = running
+        .into_iter()
+        .map(|(.., root, agent)| (root, agent))
+        .unzip();
+    env.stop_with(agents).await;
+    drop(roots);
 }
 
 #[multus_e2e::test]

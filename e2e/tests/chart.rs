@@ -735,7 +735,7 @@ fn helm_installs_upgrades_and_uninstalls_the_release_against_the_api_server() {
     let crd = cp
         .kubectl(&["get", "crd", "multusconfigs.operator.multus.dev"])
         .expect("run kubectl");
-    assert!(crd.status.success());
+    expect_success(&crd, "the CRD after uninstall");
     let _ = cp.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 use multus_e2e::fixtures::{self, BoundTo};
-use multus_e2e::process::{leftovers, wait_until};
+use multus_e2e::process::{expect_success, leftovers, wait_until};
 use multus_e2e::{ControlPlane, unique_name};
 
 /// MultusConfig specs the API server must refuse, each with (a part of) its message.
@@ -168,12 +168,7 @@ async fn a_valid_multusconfig_is_stored_with_defaults_and_kubectl_shows_its_colu
         .await
         .unwrap();
     let out = cp.kubectl(&["get", "mcfg", &name]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = expect_success(&out, "kubectl get mcfg");
     let header: Vec<&str> = text
         .lines()
         .next()

@@ -162,7 +162,9 @@ async fn a_full_disk_leaves_no_partial_file_reports_failed_and_recovers_when_spa
     )
     .unwrap_or_default();
     assert!(retries >= 1.0, "{metrics}");
-    scenario.finish(agent).await;
+    let host_root = scenario.finish(agent).await;
+    drop(disk);
+    drop(host_root);
 }
 
 #[multus_e2e::test]
@@ -181,7 +183,9 @@ async fn a_read_only_directory_reports_failed_and_recovers_when_writable_again()
         root.join(format!("{ATTACHMENTS}/{}-big.conf", scenario.ns))
             .exists()
     );
-    scenario.finish(agent).await;
+    let host_root = scenario.finish(agent).await;
+    drop(mount);
+    drop(host_root);
 }
 
 #[multus_e2e::test]

@@ -16,6 +16,7 @@ use multus_crds::status::condition;
 use multus_e2e::ControlPlane;
 use multus_e2e::operator::{eventually, wait_event};
 use multus_e2e::podnet::{AgentNode, PodRef, addresses_in, interfaces_in, printed};
+use multus_e2e::process::expect_success;
 
 /// Our operator and agent, on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -30,11 +31,7 @@ async fn agent_node(prefix: &str) -> (&'static ControlPlane, AgentNode) {
 /// `command` (ADD, CHECK or DEL) for `pod`, through Multus, must succeed.
 async fn multus_ok(node: &AgentNode, command: &'static str, pod: &PodRef) {
     let out = node.multus(command, pod).await.unwrap();
-    assert!(
-        out.status.success(),
-        "multus {command} failed: {}",
-        printed(&out)
-    );
+    expect_success(&out, &format!("multus {command}"));
 }
 
 /// ADD for `pod` must succeed; returns its addresses.

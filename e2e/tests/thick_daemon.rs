@@ -12,6 +12,7 @@ use multus_e2e::ControlPlane;
 use multus_e2e::binaries::bin;
 use multus_e2e::operator::eventually;
 use multus_e2e::podnet::{AgentNode, interfaces_in, printed};
+use multus_e2e::process::expect_success;
 use multus_e2e::thick::{Daemon, Launch};
 
 /// Our agent and the daemon, on a loaded 2-core machine (a second or two idle).
@@ -53,7 +54,7 @@ async fn the_real_daemon_stays_up_and_writes_and_removes_only_its_own_file() {
         vec!["lo".to_string(), "eth0".to_string()]
     );
     let deleted = node.shim("DEL", &pod).await.unwrap();
-    assert!(deleted.status.success(), "{}", printed(&deleted));
+    expect_success(&deleted, "multus-shim DEL");
     assert_eq!(std::fs::read(node.multus_config()).unwrap(), ours);
 
     // SIGTERM: the daemon removes the config it generated, and only that one.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use multus_crds::nad::NODE_CONFIG_ANNOTATION as NODE_CONFIG;
 use multus_e2e::ControlPlane;
 use multus_e2e::podnet::{AgentNode, PodRef, addresses_in, interfaces_in, printed};
+use multus_e2e::process::expect_success;
 use multus_e2e::thick::Daemon;
 use multus_e2e::upstream::Entrypoint;
 use multus_e2e::upstream_node::UpstreamNode;
@@ -25,17 +26,12 @@ const WAIT: Duration = Duration::from_secs(60);
 /// DEL must leave only `lo`.
 async fn add_check_del(node: &AgentNode, pod: &PodRef) -> String {
     let added = node.cni("ADD", pod).await.unwrap();
-    assert!(
-        added.status.success(),
-        "{} ADD failed: {}",
-        node.mode,
-        printed(&added)
-    );
+    expect_success(&added, &format!("{} ADD", node.mode));
     let addresses = addresses_in(&pod.netns).unwrap();
     let checked = node.cni("CHECK", pod).await.unwrap();
-    assert!(checked.status.success(), "CHECK: {}", printed(&checked));
+    expect_success(&checked, &format!("{} CHECK", node.mode));
     let deleted = node.cni("DEL", pod).await.unwrap();
-    assert!(deleted.status.success(), "DEL: {}", printed(&deleted));
+    expect_success(&deleted, &format!("{} DEL", node.mode));
     assert_eq!(interfaces_in(&pod.netns).unwrap(), vec!["lo".to_string()]);
     addresses
 }
@@ -203,7 +199,7 @@ async fn a_file_backed_network_resolves_through_our_thick_daemon_and_upstream_v4
         up_daemon.log()
     );
     let deleted = upstream.cni(&shim, "DEL", shim_conf, &plain).await.unwrap();
-    assert!(deleted.status.success(), "{}", printed(&deleted));
+    expect_success(&deleted, "upstream multus-shim DEL");
 
     // The file-backed network is not found.
     let pod = upstream.pod("upstream-client", "storage").await.unwrap();
@@ -276,7 +272,7 @@ async fn upstream_v4_0_2_restarted_five_times_nests_its_config_while_ours_adds_e
     assert_eq!(config["delegates"][0]["name"], "podnet", "{config}");
     let pod = ours.pod("client", "").await.unwrap();
     let added = ours.multus("ADD", &pod).await.unwrap();
-    assert!(added.status.success(), "{}", printed(&added));
+    expect_success(&added, "multus ADD");
     assert_eq!(
         interfaces_in(&pod.netns).unwrap(),
         vec!["lo".to_string(), "eth0".to_string()]
@@ -284,6 +280,6 @@ async fn upstream_v4_0_2_restarted_five_times_nests_its_config_while_ours_adds_e
     let status = pod.network_status(&ours.client).await.unwrap();
     assert_eq!(status.len(), 1, "{status:?}");
     let deleted = ours.multus("DEL", &pod).await.unwrap();
-    assert!(deleted.status.success(), "{}", printed(&deleted));
+    expect_success(&deleted, "multus DEL");
     ours.stop().await;
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use multus_e2e::ControlPlane;
 use multus_e2e::podnet::{AgentNode, PodRef, printed};
+use multus_e2e::process::expect_success;
 use multus_e2e::upstream::Entrypoint;
 use multus_e2e::upstream_node::UpstreamNode;
 
@@ -25,9 +26,9 @@ fn token_in(path: &std::path::Path) -> Option<String> {
 /// ADD then DEL through `node` for `pod`; both must succeed.
 async fn add_del(node: &AgentNode, pod: &PodRef) {
     let added = node.multus("ADD", pod).await.unwrap();
-    assert!(added.status.success(), "ADD: {}", printed(&added));
+    expect_success(&added, "multus ADD");
     let deleted = node.multus("DEL", pod).await.unwrap();
-    assert!(deleted.status.success(), "DEL: {}", printed(&deleted));
+    expect_success(&deleted, "multus DEL");
 }
 
 #[multus_e2e::test]
@@ -132,9 +133,9 @@ async fn upstream_v4_3_0s_token_expires_and_add_fails_while_ours_rotates_and_add
     let multus = upstream.path("opt/cni/bin/multus");
     let up_pod = upstream.pod("upstream-client", "").await.unwrap();
     let added = upstream.cni(&multus, "ADD", conf, &up_pod).await.unwrap();
-    assert!(added.status.success(), "{}", printed(&added));
+    expect_success(&added, "upstream multus ADD");
     let deleted = upstream.cni(&multus, "DEL", conf, &up_pod).await.unwrap();
-    assert!(deleted.status.success(), "{}", printed(&deleted));
+    expect_success(&deleted, "upstream multus DEL");
 
     let pod = ours.pod("client", "").await.unwrap();
     add_del(&ours, &pod).await;

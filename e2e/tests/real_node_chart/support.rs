@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use multus_e2e::node::{NodeOptions, RealNode};
+use multus_e2e::process::MARKER;
 pub use multus_e2e::release::{
     CONVERGE, HELM_TIMEOUT, POD_RUNNING, Release, apply, attachments_label, kubectl, wait_for,
 };
@@ -33,7 +34,12 @@ pub fn env() -> MutexGuard<'static, Option<Env>> {
     if guard.is_none() {
         let cp = ControlPlane::shared_for_real_nodes();
         let began = Instant::now();
-        let dir = tempfile::tempdir().expect("image dir");
+        // Named like every state directory (`multus-e2e-<pid>-`): the static holding it is
+        // never dropped, and the last test binary removes it.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{MARKER}{}-images-", std::process::id()))
+            .tempdir()
+            .expect("image dir");
         let images: Vec<PathBuf> = oci::images::all(dir.path())
             .expect("images")
             .into_iter()
