@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use multus_crds::bundle::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, node_configmap_name};
 use multus_crds::{MultusConfig, NetworkAttachmentDefinition};
 use multus_e2e::audit::{AuditLog, describe_writes};
+use multus_e2e::bench::env_or;
 use multus_e2e::bench::{machine, row};
 use multus_e2e::bench_cluster::BenchCluster;
 use multus_e2e::binaries_local::workspace_release_bin;
@@ -25,7 +26,7 @@ use multus_e2e::operator_process::{OperatorProcess, Options, POLL};
 use multus_e2e::scale::shapes::{
     UPLINK, bundle_bytes_with_all_as_files, multus_config, nad, nad_object, node_name,
 };
-use multus_e2e::scale::{ConfigMapVersions, bounded, changed, env_size, until};
+use multus_e2e::scale::{ConfigMapVersions, bounded, changed, until};
 
 const NS: &str = "bench";
 const PARALLEL: usize = 32;
@@ -58,10 +59,10 @@ async fn main() {
         .expect("join")
         .expect("operator binary");
     let run = Instant::now();
-    let nodes = env_size("NODES", 5000);
-    let nads = env_size("NADS", 500);
-    let file_nads = env_size("FILE_NADS", nads / 10).min(nads);
-    let namespaces = env_size("NAD_NAMESPACES", 10).max(1);
+    let nodes = env_or("NODES", 5000usize);
+    let nads = env_or("NADS", 500usize);
+    let file_nads = env_or("FILE_NADS", nads / 10).min(nads);
+    let namespaces = env_or("NAD_NAMESPACES", 10usize).max(1);
     println!(
         "operator at scale: {nodes} simulated nodes (no agents), {nads} NADs in {namespaces} namespaces, {file_nads} of them written to every node; {}",
         machine()

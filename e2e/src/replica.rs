@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::binaries_local::workspace_bin;
 use crate::control_plane::free_port_on;
+use crate::error::io;
 use crate::operator::{TEST_LABEL, eventually};
 use crate::{E2eError, http};
 
@@ -28,7 +29,6 @@ impl Replica {
         identity: &str,
         extra: &[&str],
     ) -> Result<Replica, E2eError> {
-        let io = |what: &'static str| move |e: std::io::Error| E2eError::Io(format!("{what}: {e}"));
         let port = free_port_on("127.0.0.1")?;
         let addr = format!("127.0.0.1:{port}");
         let binary = tokio::task::spawn_blocking(|| workspace_bin("multus-operator"))

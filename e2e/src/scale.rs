@@ -17,14 +17,6 @@ use std::time::{Duration, Instant};
 
 use crate::E2eError;
 
-/// A size from the environment variable `name`, or `default` when unset or not a number.
-pub fn env_size(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Runs `make(i)` for every `i` in `0..count`, at most `parallel` at a time; stops at the
 /// first error.
 pub async fn bounded<F, Fut>(count: usize, parallel: usize, make: F) -> Result<(), E2eError>

@@ -7,6 +7,8 @@
 //! Written on the compiler's own token API: the attribute only looks for `async` before
 //! `fn` and puts one statement at the top of the body, so it needs no parser crate.
 
+#![forbid(unsafe_code)]
+
 use proc_macro::{Delimiter, Group, TokenStream, TokenTree};
 
 /// The runtime of an `async` end-to-end test.
